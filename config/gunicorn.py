@@ -1,0 +1,19 @@
+"""gunicorn configuration: threaded workers, so a long download never hits a worker timeout.
+
+The sync worker kills any request longer than `timeout`; gthread workers only use the
+timeout for the worker heartbeat, and each thread holds one download.
+"""
+
+import multiprocessing
+import os
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", min(4, multiprocessing.cpu_count())))
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+# The skipped-ID headers can hold 100 IDs of 19 digits each.
+limit_request_field_size = 16384

@@ -1,0 +1,1 @@
+"""generations: the product — rotation videos, their expiry and the zip download."""

@@ -1,0 +1,22 @@
+"""The `GENERATIONS` settings dict and its defaults."""
+
+from datetime import timedelta
+
+from rotate.app_settings import AppSettings
+
+DEFAULTS = {
+    # The `STORAGES` alias that holds the videos.
+    "STORAGE_ALIAS": "default",
+    # How long a video is served after its generation was created.
+    "RETENTION": timedelta(hours=1),
+    # Bytes read from storage at a time while streaming.
+    "READ_CHUNK_SIZE": 1024 * 1024,
+    # The longest a download may run; it is aborted past this.
+    "DOWNLOAD_DEADLINE": timedelta(minutes=30),
+    # Files are deleted this long after expiry; longer than DOWNLOAD_DEADLINE, so a download
+    # that started before expiry always finishes before its file goes.
+    "PURGE_GRACE": timedelta(minutes=45),
+    "MAX_DOWNLOAD_IDS": 100,
+}
+
+generations_settings = AppSettings("GENERATIONS", DEFAULTS)

@@ -1,0 +1,91 @@
+"""The Generation model: one product-rotation video, its status and its retention."""
+
+import secrets
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from generations.storage import get_video_storage
+
+
+def video_upload_to(instance: "Generation", filename: str) -> str:
+    # A random component keeps storage names unguessable and never reuses a deleted name.
+    return f"generations/{instance.owner_id}/{instance.pk}-{secrets.token_hex(8)}.mp4"
+
+
+class GenerationQuerySet(models.QuerySet["Generation"]):
+    def live(self, *, now: datetime) -> "GenerationQuerySet":
+        """Not yet past `expires_at`: what any endpoint may serve."""
+        return self.filter(expires_at__gt=now)
+
+    def owned_by(self, owner: object) -> "GenerationQuerySet":
+        return self.filter(owner=owner)
+
+    def downloadable(self, *, now: datetime) -> "GenerationQuerySet":
+        return self.live(now=now).filter(status=Generation.Status.SUCCEEDED).exclude(video="")
+
+
+class Generation(models.Model):
+    class Status(models.TextChoices):
+        STARTING = "starting"
+        ROTATING = "rotating"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELED = "canceled"
+        EXPIRED = "expired"
+
+    IN_PROGRESS = frozenset({Status.STARTING, Status.ROTATING})
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations"
+    )
+    api_key = models.ForeignKey(
+        "rotate.ApiKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="generations",
+        help_text="The key that created this generation, if recorded.",
+    )
+    external_id = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTING)
+    video = models.FileField(
+        storage=get_video_storage, upload_to=video_upload_to, blank=True, max_length=255
+    )
+    video_size = models.BigIntegerField(null=True, blank=True)
+    video_crc32 = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+
+    objects = GenerationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="generation_owner_created"),
+            models.Index(fields=["expires_at"], name="generation_expires_at"),
+            models.Index(fields=["external_id"], name="generation_external_id"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(video_size__isnull=True) | Q(video_size__gte=0),
+                name="generation_video_size_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(video_crc32__isnull=True)
+                | Q(video_crc32__gte=0, video_crc32__lte=0xFFFFFFFF),
+                name="generation_video_crc32_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Generation {self.pk}" + (f" ({self.external_id})" if self.external_id else "")
+
+    def status_at(self, now: datetime) -> str:
+        """The status a client sees: past `expires_at` it is `expired`, sweep or not."""
+        return self.Status.EXPIRED if now >= self.expires_at else self.status

@@ -1,0 +1,187 @@
+"""HTTP responses that stream bytes (step "stream"): the zip archive and a single video.
+
+Everything here runs after the database work is done. A failure once the headers are
+out raises from the generator, so the server aborts the connection and the client sees
+a truncated transfer, never a complete-looking archive.
+"""
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.utils.http import content_disposition_header
+
+from generations.archive import ArchiveReadError, iter_archive_streaming
+from generations.conf import generations_settings
+from generations.plans import ArchivePlan, archive_filename
+from generations.ranges import requested_range
+
+logger = logging.getLogger(__name__)
+
+EXPOSED_HEADERS = (
+    "Content-Disposition, Content-Length, Content-Range, ETag, "
+    "X-Skipped-Not-Ready, X-Skipped-Not-Found, X-Request-ID"
+)
+RangeReader = Callable[[int, int], Iterable[bytes]]
+
+
+class DownloadDeadlineExceeded(Exception):
+    """The download ran past GENERATIONS["DOWNLOAD_DEADLINE"]; its files may be purged soon."""
+
+
+@dataclass(frozen=True)
+class StreamContext:
+    """Who is downloading what, for the log line of an aborted stream."""
+
+    request_id: str
+    key_prefix: str
+    generation_ids: Mapping[str, int]  # entry name → generation id
+
+    @classmethod
+    def from_request(
+        cls, request: HttpRequest, generation_ids: Mapping[str, int] | None = None
+    ) -> "StreamContext":
+        request_id = request.headers.get("X-Request-ID", "")
+        if not request_id.isascii() or not request_id.isprintable() or len(request_id) > 64:
+            request_id = ""
+        auth = getattr(request, "auth", None)
+        return cls(
+            request_id=request_id or uuid.uuid4().hex,
+            key_prefix=getattr(auth, "prefix", "-"),
+            generation_ids=generation_ids or {},
+        )
+
+
+def _guarded(chunks: Iterable[bytes], *, offset: int, context: StreamContext) -> Iterator[bytes]:
+    """Enforce the download deadline and log, then re-raise, any failure mid-stream."""
+    deadline = time.monotonic() + generations_settings.DOWNLOAD_DEADLINE.total_seconds()
+    try:
+        for chunk in chunks:
+            if time.monotonic() > deadline:
+                raise DownloadDeadlineExceeded(f"download deadline passed at offset {offset}")
+            yield chunk
+            offset += len(chunk)
+    except Exception as exc:
+        entry_name = exc.entry_name if isinstance(exc, ArchiveReadError) else None
+        logger.error(
+            "download aborted request_id=%s key_prefix=%s generation_id=%s offset=%d: %s",
+            context.request_id,
+            context.key_prefix,
+            context.generation_ids.get(entry_name, "-") if entry_name else "-",
+            exc.offset if isinstance(exc, ArchiveReadError) else offset,
+            exc,
+        )
+        raise
+
+
+def _release_database_connection() -> None:
+    """Give the connection back before streaming, so a slow client holds no database slot."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def _byte_response(
+    *,
+    request: HttpRequest,
+    read: RangeReader,
+    size: int,
+    etag: str,
+    content_type: str,
+    context: StreamContext,
+    headers: Mapping[str, str],
+) -> HttpResponseBase:
+    """200/206/HEAD over a resource of known size and strong ETag."""
+    byte_range = None
+    if request.method in {"GET", "HEAD"}:
+        byte_range = requested_range(
+            range_header=request.headers.get("Range"),
+            if_range=request.headers.get("If-Range"),
+            etag=etag,
+            size=size,
+        )
+    start, stop = byte_range or (0, size)
+    response: HttpResponseBase
+    if request.method == "HEAD":
+        response = HttpResponse(content_type=content_type)
+    else:
+        _release_database_connection()
+        body = _guarded(read(start, stop), offset=start, context=context)
+        response = StreamingHttpResponse(body, content_type=content_type)
+    if byte_range is not None:
+        response.status_code = 206
+        response["Content-Range"] = byte_range.content_range(size)
+    response["Content-Length"] = str(stop - start)
+    response["Accept-Ranges"] = "bytes"
+    response["ETag"] = etag
+    _set_common_headers(response, context=context, headers=headers)
+    return response
+
+
+def _set_common_headers(
+    response: HttpResponseBase, *, context: StreamContext, headers: Mapping[str, str]
+) -> None:
+    for name, value in headers.items():
+        response[name] = value
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+    response["X-Request-ID"] = context.request_id
+
+
+def archive_response(
+    *, request: HttpRequest, plan: ArchivePlan, now: datetime, headers: Mapping[str, str]
+) -> HttpResponseBase:
+    """The zip: sized and resumable when the layout is known, else streamed with descriptors."""
+    context = StreamContext.from_request(
+        request,
+        {entry.name: gid for entry, gid in zip(plan.entries, plan.generation_ids, strict=True)},
+    )
+    headers = {
+        **headers,
+        "Content-Disposition": content_disposition_header(True, archive_filename(now)),
+    }
+    if plan.layout is not None:
+        return _byte_response(
+            request=request,
+            read=plan.layout.iter_range,
+            size=plan.layout.size,
+            etag=plan.layout.etag,
+            content_type="application/zip",
+            context=context,
+            headers=headers,
+        )
+    response: HttpResponseBase
+    if request.method == "HEAD":
+        response = HttpResponse(content_type="application/zip")
+    else:
+        _release_database_connection()
+        body = _guarded(iter_archive_streaming(plan.entries), offset=0, context=context)
+        response = StreamingHttpResponse(body, content_type="application/zip")
+    _set_common_headers(response, context=context, headers=headers)
+    return response
+
+
+def video_response(
+    *,
+    request: HttpRequest,
+    read: RangeReader,
+    size: int,
+    etag: str,
+    generation_id: int,
+    filename: str,
+) -> HttpResponseBase:
+    """One MP4, with Range/If-Range/206/416 like the archive."""
+    return _byte_response(
+        request=request,
+        read=read,
+        size=size,
+        etag=etag,
+        content_type="video/mp4",
+        context=StreamContext.from_request(request, {filename: generation_id}),
+        headers={"Content-Disposition": content_disposition_header(False, filename)},
+    )

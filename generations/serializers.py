@@ -1,0 +1,103 @@
+"""Input parsing and output shapes of the generation endpoints (step "validate").
+
+Download IDs are parsed by hand rather than with `serializers.IntegerField`, which
+accepts `1.0`, `"1.0"` and surrounding blanks: contract §3 rejects all of those.
+"""
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.http import QueryDict
+
+from generations.conf import generations_settings
+from generations.models import Generation
+from generations.selectors import MAX_ID
+from rotate.exceptions import ValidationFailed
+
+ID_KEYS = ("videoIds", "ids")
+_DIGITS = re.compile(r"[0-9]+")
+_BLANKS = " \t"
+_MAX_DIGITS = 32  # int() of a very long digit string is slow (and refused past 4300 digits)
+
+
+def _parse_id(value: object, position: int) -> int:
+    if isinstance(value, str) and len(value) <= _MAX_DIGITS and _DIGITS.fullmatch(value):
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        number = 0
+    if not 1 <= number <= MAX_ID:
+        raise ValidationFailed(f"videoIds[{position}] must be an integer between 1 and {MAX_ID}")
+    return number
+
+
+def _validated_ids(values: Sequence[object]) -> list[int]:
+    """Check count (as sent) and each ID, then drop duplicates keeping the first."""
+    limit = generations_settings.MAX_DOWNLOAD_IDS
+    if not values:
+        raise ValidationFailed("At least one videoId is required")
+    if len(values) > limit:
+        raise ValidationFailed(f"Maximum {limit} videoIds are allowed")
+    ids = [_parse_id(value, position) for position, value in enumerate(values)]
+    return list(dict.fromkeys(ids))
+
+
+def _single_key(present: Sequence[str]) -> str:
+    if len(present) > 1:
+        raise ValidationFailed("Send either videoIds or ids, not both")
+    if not present:
+        raise ValidationFailed("videoIds is required")
+    return present[0]
+
+
+def download_ids_from_query(params: QueryDict) -> list[int]:
+    """IDs from `?ids=1,2` or `?ids=1&ids=2` (also `videoIds`); blanks around commas ignored."""
+    key = _single_key([key for key in ID_KEYS if key in params])
+    elements = [
+        element.strip(_BLANKS) for value in params.getlist(key) for element in value.split(",")
+    ]
+    if any(element == "" for element in elements):
+        if elements == [""]:
+            raise ValidationFailed("At least one videoId is required")
+        raise ValidationFailed("videoIds must not contain empty elements")
+    return _validated_ids(elements)
+
+
+def download_ids_from_body(data: Any) -> list[int]:
+    """IDs from a JSON object `{"videoIds": [...]}` (alias `ids`) or a form body."""
+    if isinstance(data, QueryDict):
+        return download_ids_from_query(data)
+    if not isinstance(data, Mapping):
+        raise ValidationFailed("The request body must be a JSON object with videoIds")
+    values = data[_single_key([key for key in ID_KEYS if key in data])]
+    if not isinstance(values, list):
+        raise ValidationFailed("videoIds must be an array of generation IDs")
+    return _validated_ids(values)
+
+
+def _page_param(params: QueryDict, name: str, default: int, maximum: int) -> int:
+    raw = params.get(name, str(default)).strip(_BLANKS)
+    if len(raw) > _MAX_DIGITS or not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= maximum:
+        raise ValidationFailed(f"{name} must be an integer between 1 and {maximum}")
+    return int(raw)
+
+
+def page_params_from_query(params: QueryDict) -> tuple[int, int]:
+    """`page` (≥ 1) and `pageSize` (1..100, default 20)."""
+    page = _page_param(params, "page", 1, MAX_ID)
+    page_size = _page_param(params, "pageSize", 20, 100)
+    return page, page_size
+
+
+def generation_status_data(generation: Generation, *, now: datetime) -> dict[str, Any]:
+    return {
+        "id": generation.pk,
+        "external_id": generation.external_id or None,
+        "status": generation.status_at(now),
+        "created_at": generation.created_at.isoformat().replace("+00:00", "Z"),
+        "updated_at": generation.updated_at.isoformat().replace("+00:00", "Z"),
+        "expires_at": generation.expires_at.isoformat().replace("+00:00", "Z"),
+    }

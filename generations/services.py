@@ -1,0 +1,77 @@
+"""Services that write generations: create, attach a video (size and CRC in one pass)."""
+
+import zlib
+from datetime import datetime
+from typing import IO, Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.files import File
+from django.db import transaction
+from django.utils import timezone
+
+from generations.conf import generations_settings
+from generations.models import Generation
+from generations.storage import video_storage
+
+
+def generation_create(
+    *,
+    owner: AbstractBaseUser,
+    external_id: str = "",
+    created_at: datetime | None = None,
+    **details: Any,
+) -> Generation:
+    """Create a generation; `expires_at` = `created_at` + GENERATIONS["RETENTION"]."""
+    created_at = created_at or timezone.now()
+    return Generation.objects.create(
+        owner=owner,
+        external_id=external_id,
+        created_at=created_at,
+        expires_at=created_at + generations_settings.RETENTION,
+        **details,
+    )
+
+
+class ChecksummingFile(File):
+    """A File that counts bytes and computes CRC-32 as the storage reads it.
+
+    A rewind to the start (storages seek(0) before reading) resets the counters, so
+    the figures always describe one complete pass.
+    """
+
+    def __init__(self, file: IO[bytes], name: str | None = None) -> None:
+        super().__init__(file, name)
+        self.crc32 = 0
+        self.bytes_read = 0
+
+    def read(self, *args: Any) -> bytes:
+        data = self.file.read(*args)
+        self.crc32 = zlib.crc32(data, self.crc32)
+        self.bytes_read += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self.file.seek(offset, whence)
+        if position == 0:
+            self.crc32, self.bytes_read = 0, 0
+        return position
+
+
+def generation_attach_video(
+    *, generation: Generation, file: IO[bytes], completed_at: datetime | None = None
+) -> Generation:
+    """Store the video, record its size and CRC-32, and mark the generation succeeded.
+
+    Bounded memory: the storage reads the file in chunks and the checksum follows along.
+    """
+    checksummed = ChecksummingFile(file, name=getattr(file, "name", None) or "video.mp4")
+    previous = generation.video.name
+    generation.video.save("video.mp4", checksummed, save=False)
+    generation.video_size = checksummed.bytes_read
+    generation.video_crc32 = checksummed.crc32
+    generation.status = Generation.Status.SUCCEEDED
+    generation.completed_at = completed_at or timezone.now()
+    generation.save()
+    if previous and previous != generation.video.name:
+        transaction.on_commit(lambda: video_storage.delete(previous))
+    return generation

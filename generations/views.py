@@ -1,0 +1,138 @@
+"""The API views: thin shells over parsing, selectors, plans and responses."""
+
+import hashlib
+from functools import partial
+from typing import Any
+
+from django.http import HttpResponseBase
+from django.utils import timezone
+from rest_framework import status
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from generations.models import Generation
+from generations.plans import archive_plan_build
+from generations.responses import archive_response, video_response
+from generations.selectors import generation_get, generation_list, generation_list_for_download
+from generations.serializers import (
+    download_ids_from_body,
+    download_ids_from_query,
+    generation_status_data,
+    page_params_from_query,
+)
+from generations.storage import iter_video_range, video_storage
+from rotate.exceptions import ApiError, ResourceNotFound
+from rotate.views import ApiView
+
+
+class VideoExpired(ApiError):
+    status_code = status.HTTP_410_GONE
+    error_code = 4007
+    message = "video expired"
+    title = "Video Expired"
+
+
+class BinaryRenderer(BaseRenderer):
+    """Lets `Accept: application/zip` or `video/mp4` negotiate; the bytes bypass renderers."""
+
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> bytes:
+        raise NotImplementedError("binary bodies are streamed, not rendered")
+
+
+class ZipRenderer(BinaryRenderer):
+    media_type = "application/zip"
+    format = "zip"
+
+
+class Mp4Renderer(BinaryRenderer):
+    media_type = "video/mp4"
+    format = "mp4"
+
+
+class GenerationDownloadView(ApiView):
+    """E1 `POST` and E2 `GET`/`HEAD generations/download`: the zip of the caller's videos."""
+
+    renderer_classes = [ZipRenderer, JSONRenderer]
+
+    def post(self, request: Request) -> HttpResponseBase:
+        return self._download(request, download_ids_from_body(request.data))
+
+    def get(self, request: Request) -> HttpResponseBase:
+        return self._download(request, download_ids_from_query(request.query_params))
+
+    def _download(self, request: Request, ids: list[int]) -> HttpResponseBase:
+        now = timezone.now()
+        selection = generation_list_for_download(owner=request.user, ids=ids, now=now)
+        skipped = {
+            header: ",".join(map(str, skipped_ids))
+            for header, skipped_ids in (
+                ("X-Skipped-Not-Ready", selection.not_ready),
+                ("X-Skipped-Not-Found", selection.not_found),
+            )
+            if skipped_ids
+        }
+        if not selection.downloadable:
+            raise ResourceNotFound("downloadable generations", headers=skipped)
+        plan = archive_plan_build(generations=selection.downloadable)
+        return archive_response(request=request, plan=plan, now=now, headers=skipped)
+
+
+class GenerationVideoView(ApiView):
+    """E3 `GET generations/{id}`: one video, resumable."""
+
+    renderer_classes = [Mp4Renderer, JSONRenderer]
+
+    def get(self, request: Request, generation_id: str) -> HttpResponseBase:
+        generation = generation_get(owner=request.user, generation_id=int(generation_id))
+        if generation is None:
+            raise ResourceNotFound("generation")
+        if generation.status_at(timezone.now()) == Generation.Status.EXPIRED:
+            raise VideoExpired()
+        if generation.status != Generation.Status.SUCCEEDED or not generation.video:
+            raise ResourceNotFound("video")
+        name = generation.video.name
+        size = generation.video_size
+        if size is None:
+            size = video_storage.size(name)
+        return video_response(
+            request=request,
+            read=partial(iter_video_range, name),
+            size=size,
+            etag=f'"{generation.pk}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"',
+            generation_id=generation.pk,
+            filename=f"generation-{generation.pk}.mp4",
+        )
+
+
+class GenerationStatusView(ApiView):
+    """E4 `GET generations/{id}/status`."""
+
+    def get(self, request: Request, generation_id: str) -> Response:
+        generation = generation_get(owner=request.user, generation_id=int(generation_id))
+        if generation is None:
+            raise ResourceNotFound("generation")
+        return Response(generation_status_data(generation, now=timezone.now()))
+
+
+class GenerationListView(ApiView):
+    """E5 `GET generations?page=1&pageSize=20`."""
+
+    def get(self, request: Request) -> Response:
+        page, page_size = page_params_from_query(request.query_params)
+        generations = generation_list(owner=request.user)
+        offset = (page - 1) * page_size
+        now = timezone.now()
+        return Response(
+            {
+                "page": page,
+                "pageSize": page_size,
+                "total": generations.count(),
+                "generations": [
+                    generation_status_data(generation, now=now)
+                    for generation in generations[offset : offset + page_size]
+                ],
+            }
+        )

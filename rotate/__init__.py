@@ -1,0 +1,1 @@
+"""rotate: the API platform — API keys, bearer auth, error envelope, throttles, base API view."""

@@ -1,0 +1,54 @@
+"""One namespaced settings dict per app, with defaults, validation and reload on change.
+
+The shape of DRF's `api_settings`, small enough to own: DRF's class is not meant for other apps.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+
+class AppSettings:
+    """Reads `settings.<setting_name>` lazily; unknown keys raise `ImproperlyConfigured`."""
+
+    def __init__(
+        self,
+        setting_name: str,
+        defaults: Mapping[str, Any],
+        import_strings: frozenset[str] = frozenset(),
+    ) -> None:
+        self._setting_name = setting_name
+        self._defaults = dict(defaults)
+        self._import_strings = import_strings
+        self._cache: dict[str, Any] = {}
+        setting_changed.connect(self._on_setting_changed, weak=False)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_") or attr not in self._defaults:
+            raise AttributeError(f"{self._setting_name} has no setting {attr!r}")
+        if attr not in self._cache:
+            value = self._user_settings().get(attr, self._defaults[attr])
+            if attr in self._import_strings and isinstance(value, str):
+                value = import_string(value)
+            self._cache[attr] = value
+        return self._cache[attr]
+
+    def _user_settings(self) -> Mapping[str, Any]:
+        user = getattr(settings, self._setting_name, {}) or {}
+        unknown = set(user) - set(self._defaults)
+        if unknown:
+            raise ImproperlyConfigured(
+                f"Unknown key(s) in settings.{self._setting_name}: {', '.join(sorted(unknown))}"
+            )
+        return user
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+    def _on_setting_changed(self, *, setting: str, **kwargs: Any) -> None:
+        if setting == self._setting_name:
+            self.reload()

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class RotateConfig(AppConfig):
+    name = "rotate"
+    verbose_name = "API platform"
+    default_auto_field = "django.db.models.BigAutoField"

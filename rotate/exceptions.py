@@ -1,0 +1,133 @@
+"""The error envelope: every error of our views as `{"success": false, "error": {...}}`.
+
+Set per view (`ApiView.get_exception_handler`) so a host's `REST_FRAMEWORK` is neither
+needed nor touched. DRF's handler runs first: it keeps `WWW-Authenticate`,
+`Retry-After` and the transaction rollback.
+"""
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler, set_rollback
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(exceptions.APIException):
+    """An error with its own envelope code, message and title (domain errors subclass it)."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    error_code = 4001
+    message = "Validation failed"
+    title = "Validation Error"
+
+    def __init__(
+        self,
+        friendly_message: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **meta: Any,
+    ) -> None:
+        super().__init__(detail=friendly_message or self.message)
+        self.headers = dict(headers or {})
+        self.meta = meta
+
+
+class ValidationFailed(ApiError):
+    pass
+
+
+class ResourceNotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+    error_code = 4006
+    title = "Resource Not Found"
+
+    def __init__(self, resource: str, *, headers: Mapping[str, str] | None = None) -> None:
+        self.message = f"{resource} not found"
+        super().__init__(self.message, headers=headers, resource=resource)
+
+
+# (error code, message, title) for DRF's own exceptions, by HTTP status.
+_ENVELOPES: Mapping[int, tuple[int, str, str]] = {
+    400: (4001, "Validation failed", "Validation Error"),
+    401: (4002, "Authentication failed", "Unauthorized"),
+    403: (4004, "Permission denied", "Forbidden"),
+    404: (4006, "resource not found", "Resource Not Found"),
+    405: (4008, "Method not allowed", "Method Not Allowed"),
+    406: (4009, "Not acceptable", "Not Acceptable"),
+    429: (4005, "Too many requests", "Rate Limited"),
+}
+_SERVER_ERROR = (5000, "Internal error", "Server Error")
+# One body for every 401, so missing, malformed, unknown, revoked and expired keys
+# cannot be told apart.
+_AUTH_FRIENDLY_MESSAGE = "Provide a valid API key as 'Authorization: Bearer <key>'."
+
+
+def envelope(
+    *, code: int, message: str, title: str, friendly_message: str, **meta: Any
+) -> dict[str, Any]:
+    return {
+        "success": False,
+        "error": {
+            "code": code,
+            "message": message,
+            "meta": {"friendlyMessage": friendly_message, "type": "error", "title": title, **meta},
+        },
+    }
+
+
+def _friendly_message(detail: Any) -> str:
+    """The first human message in a DRF error detail (str, list or dict)."""
+    if isinstance(detail, Mapping):
+        field, value = next(iter(detail.items()))
+        message = _friendly_message(value)
+        return message if field == "non_field_errors" else f"{field}: {message}"
+    if isinstance(detail, list | tuple):
+        return _friendly_message(detail[0]) if detail else ""
+    return str(detail)
+
+
+def _normalise(exc: Exception) -> Exception:
+    # A wrong content type or unparsable body is a malformed request (contract §3): 400.
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return ValidationFailed(f"Unsupported content type: {exc.detail}")
+    if isinstance(exc, exceptions.ParseError):
+        return ValidationFailed(f"Malformed request body: {exc.detail}")
+    if isinstance(exc, Http404 | exceptions.NotFound) and not isinstance(exc, ApiError):
+        return ResourceNotFound("resource")
+    return exc
+
+
+def envelope_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response:
+    exc = _normalise(exc)
+    response = exception_handler(exc, context)
+    if response is None:
+        logger.exception("unhandled error in %s", type(context.get("view")).__name__, exc_info=exc)
+        set_rollback()
+        code, message, title = _SERVER_ERROR
+        return Response(
+            envelope(code=code, message=message, title=title, friendly_message=message),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    if isinstance(exc, ApiError):
+        response.data = envelope(
+            code=exc.error_code,
+            message=exc.message,
+            title=exc.title,
+            friendly_message=str(exc.detail),
+            **exc.meta,
+        )
+        for name, value in exc.headers.items():
+            response[name] = value
+        return response
+    code, message, title = _ENVELOPES.get(response.status_code, _ENVELOPES[400])
+    if response.status_code == status.HTTP_401_UNAUTHORIZED:
+        friendly = _AUTH_FRIENDLY_MESSAGE
+    else:
+        friendly = _friendly_message(getattr(exc, "detail", message))
+    response.data = envelope(code=code, message=message, title=title, friendly_message=friendly)
+    return response

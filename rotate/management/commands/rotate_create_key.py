@@ -1,0 +1,37 @@
+"""`manage.py rotate_create_key USERNAME`: create an API key; the raw key is the last line."""
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from rotate.services import api_key_create
+
+
+class Command(BaseCommand):
+    help = "Create an API key for a user. The raw key is printed once, as the last line."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username")
+        parser.add_argument("--name", default="", help="A label for the key.")
+        parser.add_argument(
+            "--create-user", action="store_true", help="Create the user if it does not exist."
+        )
+
+    def handle(
+        self, *args: Any, username: str, name: str, create_user: bool, **options: Any
+    ) -> None:
+        user_model = get_user_model()
+        lookup = {user_model.USERNAME_FIELD: username}
+        try:
+            owner = user_model._default_manager.get(**lookup)
+        except user_model.DoesNotExist:
+            if not create_user:
+                raise CommandError(
+                    f"User {username!r} does not exist (use --create-user to create it)."
+                ) from None
+            owner = user_model._default_manager.create_user(**lookup)
+            self.stderr.write(f"Created user {username!r}.")
+        api_key, raw_key = api_key_create(owner=owner, name=name)
+        self.stderr.write(f"Created API key rp_{api_key.prefix}_… for {username!r}.")
+        self.stdout.write(raw_key)

@@ -1,0 +1,62 @@
+"""Shared fixtures: users, API keys, authenticated clients, and the tool/service guard."""
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import ApiKeyFactory, UserFactory
+
+DEMO_VIDEOS = Path(__file__).resolve().parents[1] / "config" / "demo"
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def require_executable(name: str) -> str:
+    """The path of a tool a test needs: skip locally if missing, fail in CI (REQUIRE_SERVICES=1)."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{message} (REQUIRE_SERVICES=1)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def mp4_bytes() -> bytes:
+    """A real H.264 MP4 (the demo video)."""
+    return (DEMO_VIDEOS / "rotation-red.mp4").read_bytes()
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def api_key(user):
+    """(ApiKey, raw key) for `user`."""
+    return ApiKeyFactory(owner=user)
+
+
+@pytest.fixture
+def client_for() -> Callable[[str], APIClient]:
+    def make(raw_key: str) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api_client(api_key, client_for) -> APIClient:
+    return client_for(api_key[1])
