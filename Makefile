@@ -21,10 +21,11 @@ migrate: $(VENV)/.installed
 demo: migrate
 	$(BIN)/python -m config.demo
 
-## Serve the API on 127.0.0.1:$(PORT) with gunicorn (threads), on SQLite and local files.
+## Serve the API on 127.0.0.1:$(PORT) with gunicorn (threads) and run the expiry sweep,
+## on SQLite and local files, with no external service.
 run: demo
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	exec $(BIN)/gunicorn --config config/gunicorn.py config.wsgi
+	exec $(BIN)/honcho --procfile Procfile start --port $(PORT)
 
 ## Install what the tests need and run the whole suite.
 test: $(VENV)/.installed

@@ -17,6 +17,13 @@ DEFAULTS = {
     # that started before expiry always finishes before its file goes.
     "PURGE_GRACE": timedelta(minutes=45),
     "MAX_DOWNLOAD_IDS": 100,
+    # The expiry sweep: rows per batch, wall-clock budget per run, how long a claimed row is
+    # reserved for the worker that claimed it, and the first retry delay after a failed
+    # storage delete (doubling per attempt, capped at an hour).
+    "PURGE_BATCH_SIZE": 200,
+    "PURGE_TIME_LIMIT": timedelta(seconds=50),
+    "PURGE_LEASE": timedelta(minutes=10),
+    "PURGE_RETRY_BACKOFF": timedelta(minutes=1),
 }
 
 generations_settings = AppSettings("GENERATIONS", DEFAULTS)

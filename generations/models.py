@@ -24,8 +24,13 @@ class GenerationQuerySet(models.QuerySet["Generation"]):
     def owned_by(self, owner: object) -> "GenerationQuerySet":
         return self.filter(owner=owner)
 
-    def downloadable(self, *, now: datetime) -> "GenerationQuerySet":
-        return self.live(now=now).filter(status=Generation.Status.SUCCEEDED).exclude(video="")
+    def purge_due(self, *, cutoff: datetime, now: datetime) -> "GenerationQuerySet":
+        """Past `cutoff` and still holding a file or not yet marked, and not leased/backing off."""
+        return (
+            self.filter(expires_at__lte=cutoff)
+            .exclude(status=Generation.Status.EXPIRED, video="")
+            .filter(Q(purge_retry_at__isnull=True) | Q(purge_retry_at__lte=now))
+        )
 
 
 class Generation(models.Model):
@@ -61,6 +66,9 @@ class Generation(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField()
+    # Expiry sweep bookkeeping: a claimed or failed purge is not retried before this time.
+    purge_attempts = models.PositiveIntegerField(default=0, editable=False)
+    purge_retry_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = GenerationQuerySet.as_manager()
 

@@ -92,6 +92,14 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the sweep write concurrently: take the write lock when a
+    # transaction starts (no upgrade deadlocks), wait for it, and let readers run beside.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
 
 # ------------------------------------------------------------------------------
 # Cache: Redis when REDIS_URL is set (shared by every worker, so throttles hold
@@ -172,11 +180,16 @@ CELERY_BROKER_URL = os.environ.get(
 )
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
+    "CELERY_BEAT_SCHEDULE_FILENAME", str(BASE_DIR / "celerybeat-schedule")
+)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+EXPIRY_SWEEP_INTERVAL = float(os.environ.get("EXPIRY_SWEEP_INTERVAL", "60"))
 CELERY_BEAT_SCHEDULE = {
     "generations-expire": {
         "task": "generations.expire_generations",
-        "schedule": 60.0,
-        # A tick not consumed within a minute is dropped: the next one does the same work.
-        "options": {"expires": 55},
+        "schedule": EXPIRY_SWEEP_INTERVAL,
+        # A tick not consumed before the next one is dropped: the next one does the same work.
+        "options": {"expires": max(1.0, EXPIRY_SWEEP_INTERVAL - 5)},
     },
 }

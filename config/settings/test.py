@@ -1,5 +1,6 @@
 """Settings for the test suite: the same code paths, fast hashing, a temp media root."""
 
+import os
 import tempfile
 
 from .base import *  # noqa: F403
@@ -14,3 +15,9 @@ CELERY_TASK_ALWAYS_EAGER = True
 STORAGES["staticfiles"] = {  # noqa: F405
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not memory: concurrency tests need separate connections that really lock.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), "rotate-test.sqlite3")
+    }  # noqa: F405
+STATIC_ROOT = tempfile.mkdtemp(prefix="rotate-test-static-")

@@ -1,0 +1,135 @@
+"""The expiry sweep: delete expired videos from storage, after the grace period.
+
+Reads never depend on it (every endpoint filters on `expires_at`); this only frees
+storage. Each row is claimed with a conditional UPDATE (portable, also to SQLite) and,
+on PostgreSQL, picked with `SKIP LOCKED` so concurrent sweeps take different rows. A row
+is marked `expired` before its file is deleted, and its file field is cleared only after
+the delete succeeded, so there is never an orphaned file nor a `succeeded` row without one.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from generations.conf import generations_settings
+from generations.models import Generation
+from generations.storage import video_storage
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRY_BACKOFF = timedelta(hours=1)
+
+
+@dataclass
+class SweepResult:
+    due: int = 0
+    purged: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class _Claim:
+    pk: int
+    video: str
+    purge_attempts: int
+
+
+def _claim_batch(*, cutoff: datetime, now: datetime, batch_size: int) -> list[_Claim]:
+    due = Generation.objects.purge_due(cutoff=cutoff, now=now).order_by("expires_at", "pk")
+    with transaction.atomic():
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        candidates = [
+            _Claim(*row) for row in due.values_list("pk", "video", "purge_attempts")[:batch_size]
+        ]
+        lease_until = now + generations_settings.PURGE_LEASE
+        claimed = []
+        for candidate in candidates:
+            won = (
+                Generation.objects.filter(pk=candidate.pk)
+                .filter(Q(purge_retry_at__isnull=True) | Q(purge_retry_at__lte=now))
+                .update(
+                    status=Generation.Status.EXPIRED, purge_retry_at=lease_until, updated_at=now
+                )
+            )
+            if won:
+                claimed.append(candidate)
+    return claimed
+
+
+def _purge(claim: _Claim, *, now: datetime) -> bool:
+    """Delete the claimed row's file (idempotent), then clear the row; False on failure."""
+    try:
+        if claim.video:
+            video_storage.delete(claim.video)
+    except Exception:
+        attempts = claim.purge_attempts + 1
+        backoff = min(
+            generations_settings.PURGE_RETRY_BACKOFF * 2 ** (attempts - 1), MAX_RETRY_BACKOFF
+        )
+        logger.exception(
+            "expiry: deleting the video of generation %s failed (attempt %d, retry in %s)",
+            claim.pk,
+            attempts,
+            backoff,
+        )
+        Generation.objects.filter(pk=claim.pk).update(
+            purge_attempts=attempts, purge_retry_at=now + backoff
+        )
+        return False
+    Generation.objects.filter(pk=claim.pk, video=claim.video).update(
+        video="", purge_attempts=0, purge_retry_at=None
+    )
+    return True
+
+
+def generation_expire_due(
+    *,
+    now: datetime | None = None,
+    batch_size: int | None = None,
+    time_limit: timedelta | None = None,
+    dry_run: bool = False,
+) -> SweepResult:
+    """Purge every row past `expires_at` + PURGE_GRACE, in batches, within a time budget
+    (checked between batches).
+
+    Idempotent and safe to run from several workers at once; failures stay retryable.
+    """
+    now = now or timezone.now()
+    cutoff = now - generations_settings.PURGE_GRACE
+    batch_size = batch_size or generations_settings.PURGE_BATCH_SIZE
+    if dry_run:
+        return SweepResult(due=Generation.objects.purge_due(cutoff=cutoff, now=now).count())
+    budget = generations_settings.PURGE_TIME_LIMIT if time_limit is None else time_limit
+    deadline = time.monotonic() + budget.total_seconds()
+    result = SweepResult()
+    while claims := _claim_batch(cutoff=cutoff, now=now, batch_size=batch_size):
+        result.due += len(claims)
+        for claim in claims:
+            if _purge(claim, now=now):
+                result.purged += 1
+            else:
+                result.failed += 1
+        if time.monotonic() >= deadline:
+            break  # the rest waits for the next run; one batch always goes through
+    if result.due:
+        logger.info(
+            "expiry: %d due, %d purged, %d failed", result.due, result.purged, result.failed
+        )
+    return result
+
+
+def generation_expire(*, generation: Generation, now: datetime | None = None) -> Generation:
+    """Expire a generation now (support staff): no longer served; the file goes after the grace."""
+    now = now or timezone.now()
+    Generation.objects.filter(pk=generation.pk, expires_at__gt=now).update(expires_at=now)
+    Generation.objects.filter(pk=generation.pk).exclude(status=Generation.Status.EXPIRED).update(
+        status=Generation.Status.EXPIRED, updated_at=now
+    )
+    generation.refresh_from_db()
+    return generation
