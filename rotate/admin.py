@@ -73,7 +73,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
+            # Only the edited fields: a full-row save would overwrite a revocation (or a
+            # last_used_at) written since this form loaded the key, un-revoking it.
+            obj.save(update_fields=form.changed_data)
             return
         api_key, raw_key = api_key_create(owner=obj.owner, name=obj.name, expires_at=obj.expires_at)
         obj.pk, obj.prefix, obj.created_at = api_key.pk, api_key.prefix, api_key.created_at
