@@ -1,14 +1,40 @@
-"""Admin for support staff: inspect generations' ownership, status, expiry and size."""
+"""Admin for support staff, who inspect far more than they edit.
 
-from django.contrib import admin
+Lists show ownership, status, expiry and size; detail pages are read-only; the actions
+go through the same services and streaming code as the API.
+"""
+
+import logging
+from datetime import datetime
+
+from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseBase
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timeuntil
 
+from generations.expiry import generation_expire
 from generations.models import Generation
+from generations.plans import archive_plan_build
+from generations.responses import archive_response
+from generations.selectors import generation_list_for_download
+
+logger = logging.getLogger(__name__)
+
+STATUS_COLOURS = {
+    Generation.Status.STARTING: "#6c757d",
+    Generation.Status.ROTATING: "#0d6efd",
+    Generation.Status.SUCCEEDED: "#198754",
+    Generation.Status.FAILED: "#dc3545",
+    Generation.Status.CANCELED: "#fd7e14",
+    Generation.Status.EXPIRED: "#6c757d",
+}
 
 
-class LiveFilter(admin.SimpleListFilter):
+class RetentionFilter(admin.SimpleListFilter):
     title = "retention"
     parameter_name = "retention"
 
@@ -30,26 +56,105 @@ class LiveFilter(admin.SimpleListFilter):
 class GenerationAdmin(admin.ModelAdmin):
     list_display = [
         "id",
-        "owner",
+        "owner_link",
         "external_id",
-        "status",
+        "coloured_status",
         "created_at",
-        "expires_at",
-        "video_size",
+        "expires_in",
+        "video_size_display",
     ]
-    list_filter = ["status", LiveFilter]
+    list_filter = ["status", RetentionFilter, ("owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["=id", "external_id", "owner__username", "owner__email"]
     list_select_related = ["owner"]
-    raw_id_fields = ["owner", "api_key"]
     date_hierarchy = "created_at"
-    readonly_fields = [
-        "owner",
-        "api_key",
-        "video",
-        "video_size",
-        "video_crc32",
+    actions = ["expire_now", "download_as_zip"]
+    fields = [
+        "owner_link",
+        "api_key_prefix",
+        "external_id",
+        "coloured_status",
         "created_at",
         "updated_at",
         "completed_at",
         "expires_at",
+        "expires_in",
+        "video_name",
+        "video_size_display",
+        "video_crc32_display",
+        "purge_attempts",
+        "purge_retry_at",
     ]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Generation]:
+        return super().get_queryset(request).select_related("owner", "api_key")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # generations are created through the API, never by hand
+
+    @admin.display(description="owner", ordering="owner__username")
+    def owner_link(self, obj: Generation) -> str:
+        """Links to this owner's generations; the keys link opens their API keys."""
+        generations = reverse("admin:generations_generation_changelist")
+        keys = reverse("admin:rotate_apikey_changelist")
+        return format_html(
+            '<a href="{}?owner__id__exact={}">{}</a> (<a href="{}?owner__id__exact={}">keys</a>)',
+            generations,
+            obj.owner_id,
+            obj.owner,
+            keys,
+            obj.owner_id,
+        )
+
+    @admin.display(description="API key")
+    def api_key_prefix(self, obj: Generation) -> str:
+        return f"rp_{obj.api_key.prefix}_…" if obj.api_key else "—"
+
+    @admin.display(description="status", ordering="status")
+    def coloured_status(self, obj: Generation) -> str:
+        status = obj.status_at(timezone.now())
+        return format_html('<strong style="color: {}">{}</strong>', STATUS_COLOURS[status], status)
+
+    @admin.display(description="expires", ordering="expires_at")
+    def expires_in(self, obj: Generation) -> str:
+        now: datetime = timezone.now()
+        if obj.expires_at <= now:
+            return f"expired {obj.expires_at:%Y-%m-%d %H:%M} UTC"
+        return f"in {timeuntil(obj.expires_at, now)}"
+
+    @admin.display(description="size", ordering="video_size")
+    def video_size_display(self, obj: Generation) -> str:
+        return "—" if obj.video_size is None else filesizeformat(obj.video_size)
+
+    @admin.display(description="CRC-32")
+    def video_crc32_display(self, obj: Generation) -> str:
+        return "—" if obj.video_crc32 is None else f"{obj.video_crc32:08x}"
+
+    @admin.display(description="storage name")
+    def video_name(self, obj: Generation) -> str:
+        return obj.video.name or "—"
+
+    @admin.action(
+        description="Expire now (file deleted after the grace period)", permissions=["change"]
+    )
+    def expire_now(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        for generation in queryset:
+            generation_expire(generation=generation)
+        self.message_user(request, f"Expired {len(queryset)} generation(s).", messages.SUCCESS)
+
+    @admin.action(description="Download selected as zip", permissions=["view"])
+    def download_as_zip(
+        self, request: HttpRequest, queryset: QuerySet[Generation]
+    ) -> HttpResponseBase | None:
+        """The API's archive, any owner's (staff with the view permission only)."""
+        now = timezone.now()
+        ids = list(queryset.order_by("pk").values_list("pk", flat=True)[:100])
+        selection = generation_list_for_download(owner=None, ids=ids, now=now)
+        if not selection.downloadable:
+            self.message_user(
+                request, "None of the selected generations is downloadable.", messages.WARNING
+            )
+            return None
+        logger.info("staff %s downloads generations %s", request.user, ids)
+        plan = archive_plan_build(generations=selection.downloadable)
+        return archive_response(request=request, plan=plan, now=now, headers={})

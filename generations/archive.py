@@ -198,7 +198,14 @@ def _checked(
     """
     limit = _ZIP64_THRESHOLD - 1 if expected is None else expected
     received = 0
-    for chunk in chunks:
+    iterator = iter(chunks)
+    while True:
+        try:
+            chunk = next(iterator)
+        except StopIteration:
+            break
+        except Exception as exc:  # a storage failure, named after the entry it hit
+            raise ArchiveReadError(entry_name, offset + received, f"read failed: {exc}") from exc
         received += len(chunk)
         if received > limit:
             raise ArchiveReadError(entry_name, offset + limit, f"read more than {limit} bytes")

@@ -39,12 +39,12 @@ def assert_archive_valid(reader: str, path: Path) -> None:
         pytest.skip(message)
     stdout = subprocess.DEVNULL if success_line is None else subprocess.PIPE
     if piped:
-        # A real pipe, not a redirected file: libarchive would otherwise seek past entry data.
+        # A real pipe, not a redirected file, which libarchive would seek in past entry data.
+        # Leaving the block closes our end of it, so cat cannot block if the reader stops early.
         with subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE) as feeder:
             result = subprocess.run(
                 command, stdin=feeder.stdout, stdout=stdout, stderr=subprocess.PIPE, check=False
             )
-            feeder.stdout.close()  # type: ignore[union-attr]
     else:
         result = subprocess.run(
             [*command, str(path)],
