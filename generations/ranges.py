@@ -7,7 +7,9 @@ from rest_framework import status
 
 from rotate.exceptions import ApiError
 
-_RANGE = re.compile(r"bytes=(?P<first>\d*)-(?P<last>\d*)")
+# ASCII digits, few enough for int() to stay cheap (and under its 4300-digit limit); a
+# longer number is ignored like any malformed Range, giving the full 200.
+_RANGE = re.compile(r"bytes=(?P<first>[0-9]{0,32})-(?P<last>[0-9]{0,32})")
 
 
 class ByteRange(NamedTuple):

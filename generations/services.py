@@ -66,7 +66,12 @@ def generation_attach_video(
     """
     checksummed = ChecksummingFile(file, name=getattr(file, "name", None) or "video.mp4")
     previous = generation.video.name
-    generation.video.save("video.mp4", checksummed, save=False)
+    name = Generation._meta.get_field("video").generate_filename(generation, "video.mp4")
+    try:
+        generation.video = video_storage.save(name, checksummed, max_length=255)
+    except BaseException:
+        video_storage.delete(name)  # the partial file a failed save may leave behind
+        raise
     generation.video_size = checksummed.bytes_read
     generation.video_crc32 = checksummed.crc32
     generation.status = Generation.Status.SUCCEEDED

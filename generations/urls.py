@@ -6,8 +6,8 @@ from generations import views
 
 app_name = "generations"
 
-# An ID that overflows a 64-bit column is still routed, and answered 404 like any missing ID.
-_ID = r"(?P<generation_id>[0-9]{1,19})"
+# Any digits are routed, so an ID past 64 bits gets the JSON 404 like any missing ID.
+_ID = r"(?P<generation_id>[0-9]+)"
 
 urlpatterns = [
     re_path(r"^generations/?$", views.GenerationListView.as_view(), name="list"),

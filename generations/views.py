@@ -26,6 +26,11 @@ from rotate.exceptions import ApiError, ResourceNotFound
 from rotate.views import ApiView
 
 
+def path_id(value: str) -> int:
+    """The ID in a path (digits only, by the URL pattern); 0, never found, past 19 digits."""
+    return int(value) if len(value) <= 19 else 0
+
+
 class VideoExpired(ApiError):
     status_code = status.HTTP_410_GONE
     error_code = 4007
@@ -86,7 +91,7 @@ class GenerationVideoView(ApiView):
     renderer_classes = [Mp4Renderer, JSONRenderer]
 
     def get(self, request: Request, generation_id: str) -> HttpResponseBase:
-        generation = generation_get(owner=request.user, generation_id=int(generation_id))
+        generation = generation_get(owner=request.user, generation_id=path_id(generation_id))
         if generation is None:
             raise ResourceNotFound("generation")
         if generation.status_at(timezone.now()) == Generation.Status.EXPIRED:
@@ -111,7 +116,7 @@ class GenerationStatusView(ApiView):
     """E4 `GET generations/{id}/status`."""
 
     def get(self, request: Request, generation_id: str) -> Response:
-        generation = generation_get(owner=request.user, generation_id=int(generation_id))
+        generation = generation_get(owner=request.user, generation_id=path_id(generation_id))
         if generation is None:
             raise ResourceNotFound("generation")
         return Response(generation_status_data(generation, now=timezone.now()))
@@ -123,16 +128,16 @@ class GenerationListView(ApiView):
     def get(self, request: Request) -> Response:
         page, page_size = page_params_from_query(request.query_params)
         generations = generation_list(owner=request.user)
+        total = generations.count()
         offset = (page - 1) * page_size
+        # Past the end, skip the query: a huge page would overflow the database's OFFSET.
+        rows = generations[offset : offset + page_size] if offset < total else []
         now = timezone.now()
         return Response(
             {
                 "page": page,
                 "pageSize": page_size,
-                "total": generations.count(),
-                "generations": [
-                    generation_status_data(generation, now=now)
-                    for generation in generations[offset : offset + page_size]
-                ],
+                "total": total,
+                "generations": [generation_status_data(row, now=now) for row in rows],
             }
         )

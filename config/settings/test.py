@@ -19,5 +19,6 @@ CELERY_TASK_ALWAYS_EAGER = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: concurrency tests need separate connections that really lock.
     DATABASES["default"]["TEST"] = {
-        "NAME": os.path.join(tempfile.gettempdir(), "rotate-test.sqlite3")
+        # one per process: parallel runs must not share it
+        "NAME": os.path.join(tempfile.mkdtemp(prefix="rotate-test-db-"), "test.sqlite3")
     }

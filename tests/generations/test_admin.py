@@ -1,0 +1,209 @@
+"""Tests of the generations admin: list, filters, search, read-only detail, permissions."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.template.defaultfilters import filesizeformat
+from django.test import Client
+from django.utils import timezone
+
+from generations.models import Generation
+from tests.factories import GenerationFactory, UserFactory
+
+CHANGELIST_URL = "/admin/generations/generation/"
+ADD_URL = "/admin/generations/generation/add/"
+
+
+def change_url(generation: Generation) -> str:
+    return f"/admin/generations/generation/{generation.pk}/change/"
+
+
+def delete_url(generation: Generation) -> str:
+    return f"/admin/generations/generation/{generation.pk}/delete/"
+
+
+def shows_size(content: str, size: int) -> bool:
+    """The size in bytes, or in the human form the admin may prefer."""
+    return str(size) in content or filesizeformat(size) in content
+
+
+def listed_ids(response) -> set[int]:
+    assert response.status_code == 200
+    return {generation.pk for generation in response.context["cl"].result_list}
+
+
+@pytest.fixture
+def superuser_client(db, django_user_model) -> Client:
+    superuser = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client = Client()
+    client.force_login(superuser)
+    return client
+
+
+@pytest.fixture
+def viewer_client(db) -> Client:
+    """A staff user holding only `generations.view_generation`."""
+    viewer = UserFactory(username="viewer", is_staff=True)
+    viewer.user_permissions.add(
+        Permission.objects.get(codename="view_generation", content_type__app_label="generations")
+    )
+    client = Client()
+    client.force_login(viewer)
+    return client
+
+
+@pytest.fixture
+def generations(mp4_bytes) -> dict[str, Generation]:
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    return {
+        "succeeded": GenerationFactory(owner=alice, external_id="mug-2", video=mp4_bytes),
+        "rotating": GenerationFactory(
+            owner=alice, external_id="vase", status=Generation.Status.ROTATING
+        ),
+        "expired": GenerationFactory(
+            owner=bob,
+            external_id="lamp",
+            video=mp4_bytes,
+            created_at=timezone.now() - timedelta(hours=2),
+        ),
+    }
+
+
+def test_generation_admin_changelist_renders(superuser_client, generations, mp4_bytes):
+    response = superuser_client.get(CHANGELIST_URL)
+
+    assert listed_ids(response) == {generation.pk for generation in generations.values()}
+    content = response.content.decode()
+    for text in ["mug-2", "vase", "lamp", "alice", "bob"]:
+        assert text in content
+    assert "rotating" in content.lower()
+    assert shows_size(content, len(mp4_bytes))
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        # The filter is on the stored status: the row past expiry is not swept yet.
+        ("succeeded", ["succeeded", "expired"]),
+        ("rotating", ["rotating"]),
+        ("failed", []),
+    ],
+)
+def test_generation_admin_filters_by_status(superuser_client, generations, status, expected):
+    response = superuser_client.get(CHANGELIST_URL, {"status__exact": status})
+
+    assert listed_ids(response) == {generations[name].pk for name in expected}
+
+
+@pytest.mark.parametrize(
+    ("retention", "expected"),
+    [("live", ["succeeded", "rotating"]), ("expired", ["expired"])],
+)
+def test_generation_admin_filters_by_retention(superuser_client, generations, retention, expected):
+    response = superuser_client.get(CHANGELIST_URL, {"retention": retention})
+
+    assert listed_ids(response) == {generations[name].pk for name in expected}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("mug-2", ["succeeded"]),
+        ("VASE", ["rotating"]),
+        ("alice", ["succeeded", "rotating"]),
+        ("bob", ["expired"]),
+        ("nobody-has-this", []),
+    ],
+)
+def test_generation_admin_searches_external_id_and_owner(
+    superuser_client, generations, query, expected
+):
+    response = superuser_client.get(CHANGELIST_URL, {"q": query})
+
+    assert listed_ids(response) == {generations[name].pk for name in expected}
+
+
+def test_generation_admin_searches_by_id(superuser_client, generations):
+    target = generations["rotating"]
+
+    response = superuser_client.get(CHANGELIST_URL, {"q": str(target.pk)})
+
+    assert target.pk in listed_ids(response)
+
+
+def test_generation_admin_change_page_shows_read_only_fields(superuser_client, generations):
+    generation = generations["succeeded"]
+
+    response = superuser_client.get(change_url(generation))
+
+    assert response.status_code == 200
+    editable = set(response.context["adminform"].form.fields)
+    read_only = {"owner", "video", "video_size", "video_crc32", "expires_at", "completed_at"}
+    assert not editable & read_only
+    content = response.content.decode()
+    assert shows_size(content, generation.video_size)
+    crc = generation.video_crc32
+    assert str(crc) in content or f"{crc:08x}" in content.lower()
+
+
+def test_generation_admin_view_only_staff_can_list_and_view(viewer_client, generations):
+    generation = generations["succeeded"]
+
+    list_response = viewer_client.get(CHANGELIST_URL)
+    detail_response = viewer_client.get(change_url(generation))
+
+    assert listed_ids(list_response) == {g.pk for g in generations.values()}
+    assert detail_response.status_code == 200
+    assert "mug-2" in detail_response.content.decode()
+    assert not detail_response.context["has_change_permission"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url_of"),
+    [
+        ("get", lambda generation: ADD_URL),
+        ("post", lambda generation: ADD_URL),
+        ("get", delete_url),
+        ("post", delete_url),
+        ("post", change_url),
+    ],
+)
+def test_generation_admin_view_only_staff_cannot_add_change_or_delete(
+    viewer_client, generations, method, url_of
+):
+    # given a staff user who may only view
+    generation = generations["succeeded"]
+
+    # when they try to add, change or delete
+    response = getattr(viewer_client, method)(url_of(generation), {"external_id": "changed"})
+
+    # then they are refused and nothing changed
+    assert response.status_code == 403
+    assert Generation.objects.count() == len(generations)
+    generation.refresh_from_db()
+    assert generation.external_id == "mug-2"
+
+
+def test_generation_admin_bulk_delete_refused_for_view_only_staff(viewer_client, generations):
+    # given a view-only staff user, who is not offered the bulk delete
+    generation = generations["succeeded"]
+    assert "delete_selected" not in viewer_client.get(CHANGELIST_URL).content.decode()
+
+    # when they post it anyway
+    viewer_client.post(
+        CHANGELIST_URL,
+        {"action": "delete_selected", "_selected_action": [generation.pk], "post": "yes"},
+    )
+
+    # then nothing is deleted
+    assert Generation.objects.count() == len(generations)
+
+
+def test_generation_admin_requires_staff(client, user, generations):
+    client.force_login(user)
+
+    response = client.get(CHANGELIST_URL)
+
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]

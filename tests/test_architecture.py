@@ -1,0 +1,129 @@
+"""The dependency rules of the design, enforced by scanning imports with `ast`.
+
+config → generations → rotate, never back; Celery only in tasks modules and the Celery
+app; the zip layout module and key crypto use the standard library only.
+"""
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("rotate", "generations", "config")
+STDLIB_ONLY = ("generations/archive.py", "rotate/keys.py")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(source: str, module: str, *, is_package: bool = False) -> Iterator[str]:
+    """Every absolute module name a source imports, anywhere in it (relative ones resolved)."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            yield target
+            # `from . import x` may import the submodule x.
+            yield from (f"{target}.{alias.name}" for alias in node.names if not node.module)
+
+
+def source_files() -> list[Path]:
+    return sorted(path for package in PACKAGES for path in (ROOT / package).rglob("*.py"))
+
+
+def imports_of(path: Path) -> set[str]:
+    return set(
+        imported_modules(
+            path.read_text(encoding="utf-8"),
+            module_name(path),
+            is_package=path.name == "__init__.py",
+        )
+    )
+
+
+def top_level(module: str) -> str:
+    return module.split(".")[0]
+
+
+def relative(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def violations(package: str, forbidden: set[str]) -> list[str]:
+    return [
+        f"{relative(path)} imports {module}"
+        for path in source_files()
+        if relative(path).startswith(f"{package}/")
+        for module in sorted(imports_of(path))
+        if top_level(module) in forbidden
+    ]
+
+
+def test_architecture_scans_every_package():
+    scanned = {relative(path).split("/")[0] for path in source_files()}
+
+    assert scanned == set(PACKAGES)
+    assert len(source_files()) > 20
+
+
+@pytest.mark.parametrize(
+    ("source", "module", "expected"),
+    [
+        ("import celery.app", "rotate.x", {"celery.app"}),
+        ("from generations.models import Generation", "rotate.x", {"generations.models"}),
+        ("from . import views", "generations.urls", {"generations", "generations.views"}),
+        ("from .models import Generation", "generations.views", {"generations.models"}),
+        ("from ..conf import x", "generations.management.y", {"generations.conf"}),
+        ("def f():\n    import config.settings", "rotate.x", {"config.settings"}),
+        ("import os, json as j", "rotate.x", {"os", "json"}),
+    ],
+)
+def test_architecture_import_scanner_sees_every_form(source, module, expected):
+    assert set(imported_modules(source, module)) == expected
+
+
+def test_architecture_rotate_never_imports_generations_or_config():
+    assert violations("rotate", {"generations", "config"}) == []
+
+
+def test_architecture_generations_never_imports_config():
+    assert violations("generations", {"config"}) == []
+
+
+def test_architecture_only_tasks_and_celery_app_import_celery():
+    offenders = [
+        f"{relative(path)} imports {module}"
+        for path in source_files()
+        if path.name != "tasks.py"
+        and not (relative(path).startswith("config/") and path.name.startswith("celery"))
+        for module in sorted(imports_of(path))
+        if top_level(module) == "celery"
+    ]
+
+    assert offenders == []
+
+
+@pytest.mark.parametrize("path", STDLIB_ONLY)
+def test_architecture_pure_modules_import_only_the_standard_library(path):
+    file = ROOT / path
+    if not file.exists():
+        pytest.fail(f"{path} is missing: the design requires it")
+
+    non_stdlib = sorted(
+        module for module in imports_of(file) if top_level(module) not in sys.stdlib_module_names
+    )
+
+    assert non_stdlib == []
