@@ -31,6 +31,11 @@ run: demo
 test: $(VENV)/.installed
 	$(BIN)/pytest -n 2 --dist loadfile
 
+## Measure the download against nginx on the same bytes (needs nginx and curl); see bench/.
+bench: $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements/bench.txt
+	$(BIN)/python bench/run.py
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

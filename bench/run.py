@@ -1,0 +1,463 @@
+"""`make bench`: the zip endpoint against nginx serving the same bytes, in one run.
+
+Alternates A/B runs and reports medians with min–max, as ratios. Writes
+bench/results/results.json, results.md and ratios.png. Figures, not assertions: this
+machine is shared and noisy, so nothing here belongs in the test suite.
+"""
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+WORK = RESULTS / "tmp"
+PYTHON = sys.executable
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+VIDEOS, VIDEO_MB = 100, 20
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int) -> None:
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def process_tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / CLK_TCK
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    peaks = []
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
+    return max(peaks)
+
+
+class Server:
+    """The reference project under gunicorn (or another command) on its own database."""
+
+    def __init__(self, name: str, command: list[str] | None = None) -> None:
+        self.dir = WORK / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "DATABASE_URL": f"sqlite:///{self.dir / 'db.sqlite3'}",
+            "MEDIA_ROOT": str(self.dir / "media"),
+            "PORT": str(self.port),
+            "DEBUG": "0",
+            "WEB_CONCURRENCY": "1",
+            "GUNICORN_THREADS": "8",
+            "LOG_LEVEL": "WARNING",
+        }
+        self.env.pop("REDIS_URL", None)
+        self.command = command or [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "--config",
+            "config/gunicorn.py",
+            "config.wsgi",
+        ]
+        self.process: subprocess.Popen | None = None
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(
+            [PYTHON, *args], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True
+        ).stdout
+
+    def seed(self, count: int, size_mb: int, sparse: bool = False) -> dict:
+        self.run("manage.py", "migrate", "--noinput")
+        return json.loads(
+            self.run("bench/seed.py", str(count), str(size_mb), *(["--sparse"] if sparse else []))
+        )
+
+    def start(self) -> "Server":
+        command = [part.replace("{port}", str(self.port)) for part in self.command]
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=(self.dir / "server.log").open("a"),
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+            self.process = None
+
+    def pids(self) -> list[int]:
+        assert self.process is not None
+        return process_tree(self.process.pid)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def curl(url: str, *headers: str) -> dict[str, float]:
+    """One download to /dev/null by curl (C, so the client costs both sides the same)."""
+    command = [
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{time_total} %{time_starttransfer} %{size_download} %{http_code}",
+        url,
+    ]
+    for header in headers:
+        command[1:1] = ["-H", header]
+    total, first_byte, size, status = subprocess.run(
+        command, check=True, capture_output=True, text=True
+    ).stdout.split()
+    return {
+        "seconds": float(total),
+        "ttfb": float(first_byte),
+        "bytes": int(size),
+        "status": int(status),
+    }
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def alternate(rounds: int, **runs: Callable[[], float]) -> dict[str, list[float]]:
+    """Run each measurement once per round, in turn, so drift hits all of them alike."""
+    results: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            results[name].append(run())
+    return results
+
+
+def start_nginx(root: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    conf = WORK / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+user root;
+pid {WORK}/nginx.pid;
+error_log {WORK}/nginx-error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    server {{ listen 127.0.0.1:{port}; root {root}; }}
+}}
+""")
+    process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(WORK)])
+    wait_for_port(port)
+    return process, port
+
+
+def bench_full_download(results: dict) -> None:
+    server = Server("full")
+    seeded = server.seed(VIDEOS, VIDEO_MB)
+    auth = f"Authorization: Bearer {seeded['raw_key']}"
+    ids = ",".join(map(str, seeded["ids"]))
+    server.start()
+    zip_url = f"{server.base}/api/v1/generations/download?ids={ids}"
+    nginx_root = WORK / "nginx-root"
+    nginx_root.mkdir(exist_ok=True)
+    archive = nginx_root / "archive.zip"
+    subprocess.run(["curl", "-sS", "-o", str(archive), "-H", auth, zip_url], check=True)
+    size = archive.stat().st_size
+    nginx, nginx_port = start_nginx(nginx_root)
+    try:
+        cpu_per_gb: list[float] = []
+
+        def app() -> float:
+            before = cpu_seconds(server.pids())
+            run = curl(zip_url, auth)
+            assert (run["bytes"], run["status"]) == (size, 200), run
+            cpu_per_gb.append((cpu_seconds(server.pids()) - before) / (size / 1e9))
+            return run["seconds"]
+
+        def static() -> float:
+            run = curl(f"http://127.0.0.1:{nginx_port}/archive.zip")
+            assert run["bytes"] == size, run
+            return run["seconds"]
+
+        def tail_range() -> float:
+            run = curl(zip_url, auth, f"Range: bytes={size - 100 * 2**20}-")
+            assert run["status"] == 206, run
+            return run["seconds"]
+
+        times = alternate(ROUNDS, app=app, nginx=static, range_last_100mb=tail_range)
+        ttfb = alternate(
+            ROUNDS * 2,
+            zip_100_ids=lambda: curl(zip_url, auth, "Range: bytes=0-0")["ttfb"],
+            status=lambda: curl(
+                f"{server.base}/api/v1/generations/{seeded['ids'][0]}/status", auth
+            )["ttfb"],
+        )
+        app_median = statistics.median(times["app"])
+        results["full_download"] = {
+            "archive_bytes": size,
+            "gunicorn_seconds": summary(times["app"]),
+            "nginx_seconds": summary(times["nginx"]),
+            "ratio_gunicorn_to_nginx": app_median / statistics.median(times["nginx"]),
+            "gunicorn_gb_per_s": size / 1e9 / app_median,
+            "server_cpu_seconds_per_gb": summary(cpu_per_gb),
+            "server_peak_rss_mb": peak_rss_mb(server.pids()),
+        }
+        results["range_last_100mb"] = {
+            "seconds": summary(times["range_last_100mb"]),
+            "ratio_to_full": statistics.median(times["range_last_100mb"]) / app_median,
+        }
+        results["time_to_first_byte"] = {
+            "zip_100_ids_seconds": summary(ttfb["zip_100_ids"]),
+            "status_seconds": summary(ttfb["status"]),
+            "ratio": statistics.median(ttfb["zip_100_ids"]) / statistics.median(ttfb["status"]),
+        }
+        results["queries_per_download"] = json.loads(
+            server.run("bench/queries.py", seeded["raw_key"], *map(str, seeded["ids"]))
+        )
+        results["_nginx"] = {"port": nginx_port, "archive": str(archive), "size": size}
+        results["_full_server"] = {"auth": auth, "url": zip_url}
+        for name, command in extra_servers().items():
+            results[name] = bench_other_server(server, command, zip_url, auth, size, nginx_port)
+    finally:
+        server.stop()
+        nginx.terminate()
+        nginx.wait()
+
+
+def extra_servers() -> dict[str, list[str]]:
+    """Other servers of the reference project to run the same full download through."""
+    servers = {}
+    if shutil.which("uvicorn", path=str(Path(PYTHON).parent)):
+        servers["asgi_full_download"] = [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--port",
+            "{port}",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    return servers
+
+
+def bench_other_server(
+    seeded_server: Server, command: list[str], zip_url: str, auth: str, size: int, nginx_port: int
+) -> dict:
+    other = Server("full", command)
+    other.env = {**seeded_server.env, "PORT": str(other.port)}
+    other.start()
+    url = zip_url.replace(f":{seeded_server.port}/", f":{other.port}/")
+    try:
+        times = alternate(
+            ROUNDS,
+            app=lambda: curl(url, auth)["seconds"],
+            nginx=lambda: curl(f"http://127.0.0.1:{nginx_port}/archive.zip")["seconds"],
+        )
+        return {
+            "seconds": summary(times["app"]),
+            "nginx_seconds": summary(times["nginx"]),
+            "ratio_to_nginx": statistics.median(times["app"]) / statistics.median(times["nginx"]),
+            "server_peak_rss_mb": peak_rss_mb(other.pids()),
+        }
+    finally:
+        other.stop()
+
+
+def bench_memory_flatness(results: dict) -> None:
+    """Peak server RSS for a 200 MB and a 4 GB archive (sparse zero files), fresh servers."""
+    server = Server("sparse")
+    small = server.seed(10, 20, sparse=True)
+    large = server.seed(4, 1024, sparse=True)
+    peaks = {}
+    for label, seeded in (("200MB", small), ("4GB", large)):
+        server.start()
+        try:
+            ids = ",".join(map(str, seeded["ids"]))
+            run = curl(
+                f"{server.base}/api/v1/generations/download?ids={ids}",
+                f"Authorization: Bearer {seeded['raw_key']}",
+            )
+            assert run["status"] == 200, run
+            peaks[label] = {"bytes": run["bytes"], "peak_rss_mb": peak_rss_mb(server.pids())}
+        finally:
+            server.stop()
+    results["memory_flatness"] = {
+        **peaks,
+        "growth_mb": peaks["4GB"]["peak_rss_mb"] - peaks["200MB"]["peak_rss_mb"],
+    }
+
+
+def run_script(results: dict, name: str, script: str) -> None:
+    path = ROOT / "bench" / script
+    if path.exists():
+        completed = subprocess.run([PYTHON, str(path)], cwd=ROOT, capture_output=True, text=True)
+        if completed.returncode == 0:
+            results[name] = json.loads(completed.stdout.strip().splitlines()[-1])
+        else:
+            results[name] = {"error": completed.stderr[-2000:]}
+
+
+def write_reports(results: dict) -> None:
+    public = {key: value for key, value in results.items() if not key.startswith("_")}
+    (RESULTS / "results.json").write_text(json.dumps(public, indent=2) + "\n")
+    rows = ratio_rows(public)
+    lines = [
+        "# Benchmark results",
+        "",
+        f"`make bench`, {ROUNDS} alternating rounds, medians (min–max). Machine: "
+        f"{os.cpu_count()} cores; loopback; curl as the client.",
+        "",
+        "| measure | value | target |",
+        "|---|---|---|",
+        *[f"| {name} | {value} | {target} |" for name, value, target, _ in rows],
+        "",
+    ]
+    (RESULTS / "results.md").write_text("\n".join(lines))
+    chart(rows)
+
+
+def ratio_rows(results: dict) -> list[tuple[str, str, str, float | None]]:
+    rows: list[tuple[str, str, str, float | None]] = []
+    full = results.get("full_download")
+    if full:
+        rows += [
+            (
+                "gunicorn ÷ nginx, full 2 GB download",
+                f"{full['ratio_gunicorn_to_nginx']:.3f}",
+                "≤ 1.10",
+                full["ratio_gunicorn_to_nginx"],
+            ),
+            ("gunicorn throughput", f"{full['gunicorn_gb_per_s']:.2f} GB/s", "", None),
+            (
+                "server CPU per GB",
+                f"{full['server_cpu_seconds_per_gb']['median']:.3f} s",
+                "≤ 0.35 s",
+                None,
+            ),
+            ("server peak RSS (full download)", f"{full['server_peak_rss_mb']:.0f} MB", "", None),
+        ]
+    if "range_last_100mb" in results:
+        ratio = results["range_last_100mb"]["ratio_to_full"]
+        rows.append(("last 100 MB ÷ full download", f"{ratio:.3f}", "≤ 0.10", ratio))
+    if "time_to_first_byte" in results:
+        ratio = results["time_to_first_byte"]["ratio"]
+        rows.append(("TTFB 100 IDs ÷ status request", f"{ratio:.2f}", "", ratio))
+    if "queries_per_download" in results:
+        counts = results["queries_per_download"]
+        rows.append(
+            (
+                "DB queries per download (1/10/100 IDs)",
+                "/".join(str(counts[k]) for k in ("1", "10", "100")),
+                "≤ 3, constant",
+                None,
+            )
+        )
+    if "memory_flatness" in results:
+        flat = results["memory_flatness"]
+        rows.append(
+            ("peak RSS 4 GB − 200 MB archive", f"{flat['growth_mb']:.1f} MB", "≤ 32 MB", None)
+        )
+    if "asgi_full_download" in results:
+        ratio = results["asgi_full_download"]["ratio_to_nginx"]
+        rows.append(("uvicorn (ASGI) ÷ nginx, full download", f"{ratio:.3f}", "≤ 1.25", ratio))
+    for name, key, target in (("s3_latency", "ratio", "≤ 1.2"),):
+        if name in results and key in results[name]:
+            ratio = results[name][key]
+            rows.append(("S3, 20 ms latency ÷ none (100 objects)", f"{ratio:.3f}", target, ratio))
+    for name, key in (("asgi_slow_clients", "peak_rss_mb"),):
+        if name in results and key in results[name]:
+            rows.append(
+                ("ASGI RSS, 200 slow clients", f"{results[name][key]:.0f} MB", "≤ 300 MB", None)
+            )
+    return rows
+
+
+def chart(rows: list[tuple[str, str, str, float | None]]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    ratios = [(name, value) for name, _, _, value in rows if value is not None]
+    figure, axis = plt.subplots(figsize=(9, 0.6 * len(ratios) + 1.2))
+    axis.barh([name for name, _ in ratios], [value for _, value in ratios], color="#4c78a8")
+    axis.axvline(1.0, color="grey", linewidth=0.8)
+    axis.set_xlabel("ratio (lower is better)")
+    axis.invert_yaxis()
+    figure.tight_layout()
+    figure.savefig(RESULTS / "ratios.png", dpi=100)
+
+
+def main() -> None:
+    if WORK.exists():
+        shutil.rmtree(WORK)
+    WORK.mkdir(parents=True)
+    results: dict = {"rounds": ROUNDS}
+    started = time.monotonic()
+    try:
+        bench_full_download(results)
+        bench_memory_flatness(results)
+        run_script(results, "s3_latency", "s3_latency.py")
+        run_script(results, "asgi_slow_clients", "asgi_slow_clients.py")
+    finally:
+        results["bench_seconds"] = round(time.monotonic() - started, 1)
+        write_reports(results)
+    shutil.rmtree(WORK, ignore_errors=True)  # kept after a failure: the server logs are there
+    print((RESULTS / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
