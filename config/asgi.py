@@ -1,4 +1,13 @@
-"""ASGI entry point."""
+"""ASGI entry point, served by uvicorn:
+
+    python -m uvicorn config.asgi:application --host 127.0.0.1 --port 8000 \
+        --lifespan off --timeout-graceful-shutdown 30
+
+`--workers N` (or WEB_CONCURRENCY) adds processes; `--lifespan off` because Django speaks
+no lifespan protocol; without a graceful-shutdown timeout a restart waits for the longest
+download (gunicorn's `graceful_timeout` is 30 s too). Downloads stream as async iterators
+under ASGI (`generations.responses.aiter_off_event_loop`), so memory stays flat.
+"""
 
 import os
 

@@ -2,16 +2,20 @@
 
 Everything here runs after the database work is done. A failure once the headers are
 out raises from the generator, so the server aborts the connection and the client sees
-a truncated transfer, never a complete-looking archive.
+a truncated transfer, never a complete-looking archive. Under ASGI the body is an async
+iterator whose storage reads run in worker threads (`aiter_off_event_loop`).
 """
 
+import asyncio
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils.http import content_disposition_header
@@ -28,6 +32,7 @@ EXPOSED_HEADERS = (
     "X-Skipped-Not-Ready, X-Skipped-Not-Found, X-Request-ID"
 )
 RangeReader = Callable[[int, int], Iterable[bytes]]
+_SEND_SIZE = ASGIHandler.chunk_size  # bytes per `http.response.body` message
 
 
 class DownloadDeadlineExceeded(Exception):
@@ -57,7 +62,9 @@ class StreamContext:
         )
 
 
-def _guarded(chunks: Iterable[bytes], *, offset: int, context: StreamContext) -> Iterator[bytes]:
+def _guarded(
+    chunks: Iterable[bytes], *, offset: int, context: StreamContext
+) -> Generator[bytes, None, None]:
     """Enforce the download deadline and log, then re-raise, any failure mid-stream."""
     deadline = time.monotonic() + generations_settings.DOWNLOAD_DEADLINE.total_seconds()
     try:
@@ -77,6 +84,46 @@ def _guarded(chunks: Iterable[bytes], *, offset: int, context: StreamContext) ->
             exc,
         )
         raise
+
+
+async def aiter_off_event_loop(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+    """Advance a blocking chunk generator in worker threads, one chunk per hop.
+
+    Django's ASGI handler reads a sync iterator to the end into memory before sending the
+    first byte; this keeps one chunk in flight and the event loop free of storage reads.
+    A failure raises through the ASGI handler, so the server aborts the connection. When the
+    response task is cancelled (client gone), the generator is closed once its in-flight
+    step returns: the lock keeps `close()` from racing a `next()` running in another thread.
+    """
+    lock = threading.Lock()
+
+    def advance() -> bytes | None:
+        with lock:
+            return next(chunks, None)
+
+    def close() -> None:
+        with lock:
+            chunks.close()
+
+    try:
+        while (chunk := await asyncio.to_thread(advance)) is not None:
+            # Pieces of the handler's own send size (it would slice them so anyway), and the
+            # chunk dropped before the next read: the handler's frames hold the last piece
+            # they sent while the next one is awaited, so a whole chunk would live twice.
+            for start in range(0, len(chunk), _SEND_SIZE):
+                yield chunk[start : start + _SEND_SIZE]
+            del chunk
+    finally:
+        await asyncio.to_thread(close)
+
+
+def _streaming_response(
+    request: HttpRequest, body: Generator[bytes, None, None], *, content_type: str
+) -> StreamingHttpResponse:
+    """A sync body under WSGI; under ASGI the same body behind `aiter_off_event_loop`."""
+    if isinstance(getattr(request, "_request", request), ASGIRequest):  # DRF wraps the request
+        return StreamingHttpResponse(aiter_off_event_loop(body), content_type=content_type)
+    return StreamingHttpResponse(body, content_type=content_type)
 
 
 def _release_database_connection() -> None:
@@ -111,7 +158,7 @@ def _byte_response(
     else:
         _release_database_connection()
         body = _guarded(read(start, stop), offset=start, context=context)
-        response = StreamingHttpResponse(body, content_type=content_type)
+        response = _streaming_response(request, body, content_type=content_type)
     if byte_range is not None:
         response.status_code = 206
         response["Content-Range"] = byte_range.content_range(size)
@@ -161,7 +208,7 @@ def archive_response(
     else:
         _release_database_connection()
         body = _guarded(iter_archive_streaming(plan.entries), offset=0, context=context)
-        response = StreamingHttpResponse(body, content_type="application/zip")
+        response = _streaming_response(request, body, content_type="application/zip")
     _set_common_headers(response, context=context, headers=headers)
     return response
 

@@ -1,4 +1,4 @@
-"""A real gunicorn serving the reference project on loopback, for end-to-end tests.
+"""A real gunicorn or uvicorn serving the reference project on loopback, for end-to-end tests.
 
 It runs on its own SQLite file and media root, seeded by `python -m config.demo`, so it
 works the same whichever database the rest of the suite uses.
@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,20 @@ class LiveServer:
             text=True,
         ).stdout
 
+    def add_video(self, path: Path) -> int:
+        """A new ready generation of the demo user holding the file at `path` (CRC recorded)."""
+        generation_id = int(self.manage("shell", "--verbosity", "0", "-c", _CREATE_GENERATION))
+        self.manage("generations_attach_video", str(generation_id), str(path))
+        return generation_id
+
+
+_CREATE_GENERATION = (
+    "from django.contrib.auth import get_user_model;"
+    "from generations.services import generation_create;"
+    "demo = get_user_model().objects.get(username='demo');"
+    "print(generation_create(owner=demo, external_id='big').pk)"
+)
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -41,20 +56,23 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}")
+            raise RuntimeError(f"{name} exited with {process.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError("gunicorn did not start")
+    raise RuntimeError(f"{name} did not start")
 
 
-def start_gunicorn(workdir: Path) -> tuple[LiveServer, subprocess.Popen]:
+def _serve(
+    workdir: Path, server_args: Callable[[int], list[str]]
+) -> tuple[LiveServer, subprocess.Popen]:
+    """Seed the demo data into `workdir`, then run `python -m <server_args(port)>`."""
     port = _free_port()
     env = {
         **os.environ,
@@ -71,14 +89,16 @@ def start_gunicorn(workdir: Path) -> tuple[LiveServer, subprocess.Popen]:
     demo = subprocess.run([sys.executable, "-m", "config.demo"], **run).stdout
     raw_key = re.search(r"Bearer (rp_\w+)", demo)[1]
     ids = [int(n) for n in re.search(r"generations ([\d, ]+) \(", demo)[1].split(", ")]
+    args = server_args(port)
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", "config.wsgi"],
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=(workdir / "server.log").open("w"),
+        # appended: a second server on the same workdir must not cut the first one's log
+        stderr=(workdir / "server.log").open("a"),
     )
-    _wait_for_port(port, process)
+    _wait_for_port(port, process, args[0])
     server = LiveServer(
         base_url=f"http://127.0.0.1:{port}/api/v1",
         raw_key=raw_key,
@@ -87,3 +107,22 @@ def start_gunicorn(workdir: Path) -> tuple[LiveServer, subprocess.Popen]:
         env=env,
     )
     return server, process
+
+
+def start_gunicorn(workdir: Path) -> tuple[LiveServer, subprocess.Popen]:
+    # config/gunicorn.py binds to $PORT
+    return _serve(
+        workdir, lambda port: ["gunicorn", "--config", "config/gunicorn.py", "config.wsgi"]
+    )
+
+
+def start_uvicorn(workdir: Path) -> tuple[LiveServer, subprocess.Popen]:
+    """The ASGI path, one process (the Popen's pid is the one serving, for RSS readings)."""
+    return _serve(
+        workdir,
+        lambda port: [
+            *("uvicorn", "config.asgi:application", "--lifespan", "off"),
+            *("--timeout-graceful-shutdown", "30"),
+            *("--host", "127.0.0.1", "--port", str(port)),
+        ],
+    )

@@ -1,0 +1,331 @@
+"""Downloads under ASGI: a true async body, in process (AsyncClient) and through uvicorn."""
+
+import asyncio
+import http.client
+import io
+import logging
+import os
+import re
+import subprocess
+import threading
+import time
+import urllib.parse
+import zipfile
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.handlers.asgi import ASGIHandler
+from django.test import AsyncClient
+
+from generations.archive import ArchiveReadError
+from generations.models import Generation
+from generations.responses import aiter_off_event_loop
+from generations.storage import video_storage
+from tests.e2e_server import LiveServer, start_gunicorn, start_uvicorn
+from tests.factories import GenerationFactory
+from tests.zip_readers import assert_archive_valid
+
+MiB = 1024 * 1024
+
+
+# --- the adapter ----------------------------------------------------------------------
+
+
+def test_aiter_off_event_loop_reads_in_worker_threads_and_yields_send_sized_pieces():
+    send_size = ASGIHandler.chunk_size
+    big = os.urandom(2 * send_size + 5)
+    threads: list[int] = []
+
+    def chunks() -> Generator[bytes, None, None]:
+        for chunk in (b"ab", b"", big):
+            threads.append(threading.get_ident())
+            yield chunk
+
+    async def consume() -> tuple[list[bytes], int]:
+        return [chunk async for chunk in aiter_off_event_loop(chunks())], threading.get_ident()
+
+    received, loop_thread = asyncio.run(consume())
+    assert received == [b"ab", big[:send_size], big[send_size : 2 * send_size], big[-5:]]
+    assert loop_thread not in threads
+
+
+def test_aiter_off_event_loop_raises_the_generators_failure():
+    def chunks() -> Generator[bytes, None, None]:
+        yield b"first"
+        raise OSError("storage gone")
+
+    async def consume(received: list[bytes]) -> None:
+        async for chunk in aiter_off_event_loop(chunks()):
+            received.append(chunk)
+
+    received: list[bytes] = []
+    with pytest.raises(OSError, match="storage gone"):
+        asyncio.run(consume(received))
+    assert received == [b"first"]
+
+
+def test_aiter_off_event_loop_closes_the_generator_after_its_step_when_cancelled():
+    # given a generator whose second read blocks in a worker thread
+    reading, release = threading.Event(), threading.Event()
+    events: list[str] = []
+
+    def chunks() -> Generator[bytes, None, None]:
+        try:
+            yield b"first"
+            reading.set()
+            release.wait(timeout=10)
+            events.append("read returned")
+            yield b"second"
+        finally:
+            events.append("closed")
+
+    async def scenario() -> None:
+        async def consume() -> None:
+            async for _ in aiter_off_event_loop(chunks()):
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.to_thread(reading.wait, 10)
+        # when the response task is cancelled mid-read (Django does so on disconnect)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        assert not task.done()  # still waiting for the read, not racing it with close()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    # then the read finished and the generator was closed after it, on no blocked thread
+    assert events == ["read returned", "closed"]
+
+
+# --- in process: Django's ASGI handler through AsyncClient ---------------------------------
+# Outside a test transaction, as in production: the view closes its connection before streaming.
+asgi_db = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def ready(user) -> list[Generation]:
+    return [
+        GenerationFactory(owner=user, external_id="mug", video=os.urandom(3 * MiB)),
+        GenerationFactory(owner=user, external_id="cup", video=os.urandom(1000)),
+    ]
+
+
+def asgi_get(raw_key: str, path: str, **headers: str) -> tuple[bool, int, dict, bytes]:
+    """(is_async, status, headers, body) of a GET through Django's ASGI handler."""
+
+    async def get() -> tuple[bool, int, dict, bytes]:
+        response = await AsyncClient().get(
+            path, headers={"Authorization": f"Bearer {raw_key}", **headers}
+        )
+        body = b"".join([chunk async for chunk in response.streaming_content])
+        return response.is_async, response.status_code, dict(response.headers), body
+
+    return async_to_sync(get)()
+
+
+@asgi_db
+@pytest.mark.parametrize("unsized", [False, True], ids=["sized", "unsized"])
+def test_asgi_download_is_an_async_iterator_with_the_wsgi_bytes(
+    api_key, api_client, ready, unsized
+):
+    if unsized:  # an old row: the archive streams with data descriptors, not a layout
+        Generation.objects.filter(pk=ready[0].pk).update(video_size=None, video_crc32=None)
+    path = f"/api/v1/generations/download?ids={ready[0].pk},{ready[1].pk}"
+    wsgi = api_client.get(path)
+    is_async, status, _, body = asgi_get(api_key[1], path)
+    assert wsgi.is_async is False
+    assert (is_async, status) == (True, 200)
+    assert body == b"".join(wsgi.streaming_content)
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert archive.testzip() is None
+
+
+@asgi_db
+def test_asgi_video_range_is_an_async_iterator(api_key, ready):
+    is_async, status, headers, body = asgi_get(
+        api_key[1], f"/api/v1/generations/{ready[0].pk}", Range="bytes=100-"
+    )
+    assert (is_async, status) == (True, 206)
+    assert headers["Content-Range"] == f"bytes 100-{3 * MiB - 1}/{3 * MiB}"
+    assert body == video_storage.open(ready[0].video.name).read()[100:]
+
+
+@asgi_db
+def test_asgi_fault_mid_stream_raises_and_is_logged(api_key, ready, caplog):
+    # given the second entry's file is cut short after the headers are planned
+    with open(video_storage.path(ready[1].video.name), "r+b") as file:
+        file.truncate(10)
+    # when the archive is streamed through the ASGI handler, then the body raises ...
+    with (
+        caplog.at_level(logging.ERROR, logger="generations.responses"),
+        pytest.raises(ArchiveReadError),
+    ):
+        asgi_get(api_key[1], f"/api/v1/generations/download?ids={ready[0].pk},{ready[1].pk}")
+    # ... after logging who lost what, as under WSGI
+    [record] = [r for r in caplog.records if "download aborted" in r.getMessage()]
+    assert f"generation_id={ready[1].pk}" in record.getMessage()
+
+
+# --- through a real uvicorn ---------------------------------------------------------------
+
+e2e = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def uvicorn(tmp_path_factory) -> Generator[tuple[LiveServer, subprocess.Popen], None, None]:
+    live, process = start_uvicorn(tmp_path_factory.mktemp("asgi"))
+    yield live, process
+    process.terminate()
+    process.wait(timeout=40)  # graceful shutdown waits up to 30 s for open downloads
+
+
+@pytest.fixture(scope="module")
+def server(uvicorn) -> LiveServer:
+    return uvicorn[0]
+
+
+@pytest.fixture(scope="module")
+def server_pid(uvicorn) -> int:
+    return uvicorn[1].pid
+
+
+def request(base_url: str, raw_key: str, path: str, headers: dict | None = None):
+    url = urllib.parse.urlsplit(base_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    connection.request(
+        "GET",
+        f"{url.path}{path}",
+        headers={"Authorization": f"Bearer {raw_key}", **(headers or {})},
+    )
+    return connection.getresponse()
+
+
+def download_path(ids: list[int]) -> str:
+    return f"/generations/download?ids={','.join(map(str, ids))}"
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return {name: int(kib) for name, kib in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.M)}
+
+
+@pytest.fixture(scope="module")
+def big_video(server: LiveServer, tmp_path_factory) -> int:
+    """A ready generation whose video is 300 MiB (a sparse file: zeros, CRC recorded)."""
+    path = tmp_path_factory.mktemp("big") / "big.mp4"
+    with path.open("wb") as file:
+        file.truncate(300 * MiB)
+    generation_id = server.add_video(path)
+    path.unlink()
+    return generation_id
+
+
+@e2e
+def test_asgi_e2e_full_download_is_byte_identical_to_gunicorn(server, tmp_path):
+    # given gunicorn serving the same database and media beside uvicorn
+    gunicorn, process = start_gunicorn(server.media_root.parent)
+    try:
+        ids = server.generation_ids[:3]
+        # when both serve the archive of the same generations with the same key
+        from_gunicorn = request(gunicorn.base_url, server.raw_key, download_path(ids)).read()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    response = request(server.base_url, server.raw_key, download_path(ids))
+    body = response.read()
+    # then the bytes are the same, and a valid zip
+    assert response.status == 200
+    assert int(response.headers["Content-Length"]) == len(body)
+    assert body == from_gunicorn
+    path = tmp_path / "asgi.zip"
+    path.write_bytes(body)
+    assert_archive_valid("zipfile", path)
+
+
+@e2e
+def test_asgi_e2e_resumed_download_is_byte_identical(server):
+    path = download_path(server.generation_ids[:3])
+    full_response = request(server.base_url, server.raw_key, path)
+    full = full_response.read()
+    half = len(full) // 2
+    first = request(server.base_url, server.raw_key, path, {"Range": f"bytes=0-{half - 1}"})
+    second = request(
+        server.base_url,
+        server.raw_key,
+        path,
+        {"Range": f"bytes={half}-", "If-Range": full_response.headers["ETag"]},
+    )
+    assert (first.status, second.status) == (206, 206)
+    assert second.headers["Content-Range"] == f"bytes {half}-{len(full) - 1}/{len(full)}"
+    assert first.read() + second.read() == full
+
+
+@e2e
+def test_asgi_e2e_big_archive_streams_in_flat_memory(server, server_pid, big_video, tmp_path):
+    # given a warm server
+    request(server.base_url, server.raw_key, download_path(server.generation_ids[:3])).read()
+    before = memory_kib(server_pid)
+    # when a 300 MiB archive is downloaded
+    response = request(server.base_url, server.raw_key, download_path([big_video]))
+    path = tmp_path / "big.zip"
+    with path.open("wb") as file:
+        while chunk := response.read(MiB):
+            file.write(chunk)
+    # then it arrives whole, while the server's peak RSS grows by far less than its size
+    assert path.stat().st_size == int(response.headers["Content-Length"]) > 300 * MiB
+    growth_mib = (memory_kib(server_pid)["VmHWM"] - before["VmRSS"]) / 1024
+    assert growth_mib < 100, f"peak RSS grew by {growth_mib:.0f} MiB for a 300 MiB archive"
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None
+
+
+@e2e
+def test_asgi_e2e_client_disconnect_releases_the_video_file(server, server_pid, big_video):
+    [video] = Path(server.media_root, "videos").rglob(f"{big_video}-*.mp4")
+    # given a client that reads the start of the big archive
+    response = request(server.base_url, server.raw_key, download_path([big_video]))
+    try:
+        response.read(MiB)
+        assert str(video) in open_files(server_pid)
+    finally:
+        # when it goes away mid-download
+        response.close()
+    # then the server closes the stream's generator, and with it the video file
+    deadline = time.monotonic() + 10
+    while str(video) in open_files(server_pid):
+        assert time.monotonic() < deadline, "the video file stayed open after the disconnect"
+        time.sleep(0.05)
+
+
+def open_files(pid: int) -> set[str]:
+    targets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            targets.add(os.readlink(fd))
+        except FileNotFoundError:  # closed while listing
+            continue
+    return targets
+
+
+@e2e
+def test_asgi_e2e_fault_mid_stream_is_a_visible_truncation(server):
+    # given the second video's file is shorter than its recorded size (runs last: it breaks it)
+    ready = server.generation_ids[:3]
+    victim = next(
+        path
+        for path in Path(server.media_root, "videos").rglob("*.mp4")
+        if path.name.startswith(f"{ready[1]}-")
+    )
+    victim.write_bytes(victim.read_bytes()[:1000])
+    # when a client downloads, then it sees an incomplete read, not a short "complete" body
+    response = request(server.base_url, server.raw_key, download_path(ready))
+    assert response.status == 200
+    with pytest.raises(http.client.IncompleteRead):
+        response.read()
+    # and the server logged the abort with the generation it hit
+    log = (server.media_root.parent / "server.log").read_text()
+    assert re.search(rf"download aborted .*generation_id={ready[1]} ", log)
