@@ -17,6 +17,8 @@ DEFAULTS = {
     # that started before expiry always finishes before its file goes.
     "PURGE_GRACE": timedelta(minutes=45),
     "MAX_DOWNLOAD_IDS": 100,
+    # How long a signed download link (E7) works; it also stops with its key.
+    "LINK_TTL": timedelta(minutes=5),
     # The expiry sweep: rows per batch, wall-clock budget per run, how long a claimed row is
     # reserved for the worker that claimed it, and the first retry delay after a failed
     # storage delete (doubling per attempt, capped at an hour).
@@ -24,6 +26,18 @@ DEFAULTS = {
     "PURGE_TIME_LIMIT": timedelta(seconds=50),
     "PURGE_LEASE": timedelta(minutes=10),
     "PURGE_RETRY_BACKOFF": timedelta(minutes=1),
+    # S3 reads (when the storage is django-storages' S3Storage): socket timeouts of every
+    # request; attempts per object without progress before a read gives up, and the first
+    # pause between them (doubling); how many of the next objects are requested while one
+    # streams, so per-request latency hides behind transfers even for small objects (only
+    # their headers are held); and the connections kept open per process (a download uses
+    # up to 1 + S3_PREFETCH).
+    "S3_CONNECT_TIMEOUT": timedelta(seconds=5),
+    "S3_READ_TIMEOUT": timedelta(seconds=20),
+    "S3_READ_ATTEMPTS": 4,
+    "S3_RETRY_BACKOFF": timedelta(milliseconds=100),
+    "S3_PREFETCH": 8,
+    "S3_MAX_CONNECTIONS": 128,
 }
 
 generations_settings = AppSettings("GENERATIONS", DEFAULTS)

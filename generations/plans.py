@@ -8,11 +8,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 
 from generations.archive import ArchiveEntry, ArchiveLayout, archive_layout_build
 from generations.models import Generation
-from generations.storage import iter_video_range
+from generations.storage import video_openers
 
 STEM_MAX_LENGTH = 100
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -58,15 +57,18 @@ class ArchivePlan:
 
 def archive_plan_build(*, generations: Sequence[Generation]) -> ArchivePlan:
     """Entries in request order, reading each video from the storage alias."""
+    openers = video_openers([generation.video.name for generation in generations])
     entries = [
         ArchiveEntry(
             name=name,
             size=generation.video_size,
             crc32=generation.video_crc32,
             modified_at=generation.completed_at or generation.created_at,
-            opener=partial(iter_video_range, generation.video.name),
+            opener=opener,
         )
-        for generation, name in zip(generations, archive_entry_names(generations), strict=True)
+        for generation, name, opener in zip(
+            generations, archive_entry_names(generations), openers, strict=True
+        )
     ]
     sized = all(entry.size is not None and entry.crc32 is not None for entry in entries)
     return ArchivePlan(

@@ -1,19 +1,30 @@
-"""Access to the video storage alias, resolved at use so `override_settings` reaches it."""
+"""Access to the video storage alias (resolved at use, so `override_settings` reaches it) and
+the openers that read stored videos in chunks for the "stream" step."""
 
-from collections.abc import Iterator
-from typing import Any
+import sys
+from collections.abc import Iterator, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from django.core.files.storage import Storage, storages
 from django.utils.functional import LazyObject, empty
 
+from generations.archive import Opener
 from generations.conf import generations_settings
+
+if TYPE_CHECKING:
+    from storages.backends.s3 import S3Storage
+
+
+def _configured_storage() -> Storage:
+    return storages[generations_settings.STORAGE_ALIAS]
 
 
 class VideoStorage(LazyObject):
     """The storage named by GENERATIONS["STORAGE_ALIAS"]; reset when STORAGES or it changes."""
 
     def _setup(self) -> None:
-        self._wrapped = storages[generations_settings.STORAGE_ALIAS]
+        self._wrapped = _configured_storage()
 
     def reset(self) -> None:
         self._wrapped = empty
@@ -32,10 +43,36 @@ def reset_video_storage(*, setting: str, **kwargs: Any) -> None:
         video_storage.reset()  # type: ignore[attr-defined]
 
 
+def _is_s3(storage: Storage) -> TypeGuard["S3Storage"]:
+    # boto3 is optional (the s3 extra) and django-storages' S3 module imports it, so look the
+    # class up only where an S3Storage can exist: after its module was loaded.
+    module = sys.modules.get("storages.backends.s3")
+    return module is not None and isinstance(storage, module.S3Storage)
+
+
+def video_openers(names: Sequence[str]) -> list[Opener]:
+    """One opener per stored video, for an archive that reads them in this order.
+
+    On S3 they share a reader that requests the next objects while one streams; elsewhere
+    each opens its file.
+    """
+    storage = _configured_storage()
+    if _is_s3(storage):
+        from generations.s3 import S3VideoReader  # imports boto3
+
+        return S3VideoReader(storage, names).openers()
+    return [partial(_iter_file_range, storage, name) for name in names]
+
+
 def iter_video_range(name: str, start: int, stop: int | None) -> Iterator[bytes]:
-    """Bytes [start, stop) of a stored video, read in READ_CHUNK_SIZE chunks; short → OSError."""
+    """Bytes [start, stop) of one stored video, in READ_CHUNK_SIZE chunks; short → OSError."""
+    [opener] = video_openers([name])
+    return iter(opener(start, stop))
+
+
+def _iter_file_range(storage: Storage, name: str, start: int, stop: int | None) -> Iterator[bytes]:
     chunk_size = generations_settings.READ_CHUNK_SIZE
-    with video_storage.open(name, "rb") as file:
+    with storage.open(name, "rb") as file:
         if start:
             file.seek(start)
         remaining = None if stop is None else stop - start

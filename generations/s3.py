@@ -1,0 +1,275 @@
+"""Reading videos from a django-storages S3 storage (step "stream"): ranged, chunked bodies.
+
+`S3Storage.open()` buffers a whole object, so reads call GetObject directly: retried before
+the first byte, resumed mid-object pinned to the ETag, and the next objects requested ahead
+so that their latency overlaps the current transfer.
+"""
+
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from botocore.client import BaseClient
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, IncompleteReadError
+from botocore.response import StreamingBody
+from storages.backends.s3 import S3Storage, _filter_download_params
+from storages.utils import clean_name
+
+from generations.archive import Opener
+from generations.conf import generations_settings
+
+# A dropped connection, a timeout or a cut body may succeed on another attempt.
+_TRANSIENT_ERRORS = (ConnectionError, HTTPClientError, IncompleteReadError)
+_TRANSIENT_CODES = frozenset({"InternalError", "RequestTimeout", "ServiceUnavailable", "SlowDown"})
+
+
+class StoredVideoChanged(OSError):
+    """The object was replaced during a read, so its remaining bytes belong to another video."""
+
+
+_clients: "weakref.WeakKeyDictionary[S3Storage, tuple[tuple[float, float, int], BaseClient]]" = (
+    weakref.WeakKeyDictionary()
+)
+_clients_lock = threading.Lock()
+
+
+def s3_client(storage: S3Storage) -> BaseClient:
+    """The storage's client settings plus our timeouts and pool size, minus botocore's retries
+    (ours resume mid-object). Cached per storage: building a client parses the service model,
+    too slow per download, and boto3 clients are safe to share between threads."""
+    options = (
+        generations_settings.S3_CONNECT_TIMEOUT.total_seconds(),
+        generations_settings.S3_READ_TIMEOUT.total_seconds(),
+        generations_settings.S3_MAX_CONNECTIONS,
+    )
+    with _clients_lock:
+        cached = _clients.get(storage)
+        if cached is None or cached[0] != options:
+            connect_timeout, read_timeout, max_connections = options
+            config = storage.client_config.merge(
+                Config(
+                    connect_timeout=connect_timeout,
+                    read_timeout=read_timeout,
+                    max_pool_connections=max_connections,
+                    retries={"total_max_attempts": 1},
+                )
+            )
+            # The arguments of S3Storage.connection, whose client is per thread and untimed.
+            client = storage._create_session().client(
+                "s3",
+                region_name=storage.region_name,
+                use_ssl=storage.use_ssl,
+                endpoint_url=storage.endpoint_url,
+                config=config,
+                verify=storage.verify,
+            )
+            cached = _clients[storage] = (options, client)
+        return cached[1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """An open GetObject body and the object offset just past its last byte."""
+
+    stream: StreamingBody
+    etag: str
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredObject:
+    client: BaseClient
+    bucket: str
+    key: str
+    parameters: Mapping[str, Any]  # the storage's download parameters (SSE-C key, …)
+
+    def get(self, start: int, stop: int | None, etag: str | None) -> _Body:
+        """One GetObject for [start, stop); with `etag`, only from that version of the object."""
+        request = {"Bucket": self.bucket, "Key": self.key, **self.parameters}
+        if start or stop is not None:
+            # A whole-object read sends no Range: S3 refuses every range of an empty object.
+            request["Range"] = f"bytes={start}-{'' if stop is None else stop - 1}"
+        if etag is not None:
+            request["IfMatch"] = etag
+        try:
+            response = self.client.get_object(**request)
+        except ClientError as exc:
+            if etag is not None and _error_code(exc) == "PreconditionFailed":
+                raise StoredVideoChanged(f"s3://{self.bucket}/{self.key} changed mid-read") from exc
+            raise
+        return _Body(response["Body"], response["ETag"], start + response["ContentLength"])
+
+
+def _error_code(exc: ClientError) -> str | None:
+    return exc.response.get("Error", {}).get("Code")
+
+
+def _is_transient(exc: Exception) -> bool:
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or status == 429 or _error_code(exc) in _TRANSIENT_CODES
+    return isinstance(exc, _TRANSIENT_ERRORS)
+
+
+def _close_body(future: "Future[_Body]") -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().stream.close()
+
+
+def _drop(future: "Future[_Body]") -> None:
+    """Cancel a GetObject started ahead, or close its body as soon as its headers are in."""
+    future.cancel()
+    future.add_done_callback(_close_body)
+
+
+def _start(get: Callable[[], _Body]) -> "Future[_Body]":
+    """Run `get` on a thread of its own: it lives only until the response headers are in,
+    so threads follow the requests in flight, not the (possibly slow) downloads."""
+    future: Future[_Body] = Future()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(get())
+            except BaseException as exc:  # the reader raises it in its own thread
+                future.set_exception(exc)
+
+    threading.Thread(target=run, name="s3-prefetch", daemon=True).start()
+    return future
+
+
+class _Prefetches:
+    """GetObject calls started ahead of their turn, by entry index.
+
+    Apart from the reader, so that the reader's finalizer can close it: unread bodies are
+    closed however the download ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: dict[int, Future[_Body]] = {}
+        self._closed = False
+
+    def start(self, index: int, get: Callable[[], _Body]) -> None:
+        with self._lock:
+            if not self._closed and index not in self._futures:
+                self._futures[index] = _start(get)
+
+    def take(self, index: int) -> "Future[_Body] | None":
+        with self._lock:
+            return self._futures.pop(index, None)
+
+    def discard(self) -> None:
+        """Drop every started request: its body is closed as soon as its headers are in."""
+        with self._lock:
+            futures = list(self._futures.values())
+            self._futures.clear()
+        for future in futures:
+            _drop(future)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self.discard()
+
+
+class S3VideoReader:
+    """Openers for an ordered list of stored videos, one download's worth.
+
+    When opener k reads its entry to the end, the download goes on into the next entries, so
+    GetObject for entries k+1 … k+S3_PREFETCH starts on other threads. Only their response
+    headers are held: the bodies wait in socket buffers, so memory stays bounded.
+    """
+
+    def __init__(self, storage: S3Storage, names: Sequence[str]) -> None:
+        client = s3_client(storage)
+        self._objects: list[_StoredObject] = []
+        for name in names:
+            key = storage._normalize_name(clean_name(name))
+            parameters = _filter_download_params(storage.get_object_parameters(key))
+            self._objects.append(_StoredObject(client, storage.bucket_name, key, parameters))
+        self._prefetch = generations_settings.S3_PREFETCH
+        self._chunk_size = generations_settings.READ_CHUNK_SIZE
+        self._attempts = generations_settings.S3_READ_ATTEMPTS
+        self._backoff = generations_settings.S3_RETRY_BACKOFF.total_seconds()
+        self._prefetches = _Prefetches()
+        self._finalizer = weakref.finalize(self, self._prefetches.close)
+
+    def close(self) -> None:
+        """Close the bodies requested ahead and never read; also run when the reader is freed."""
+        self._finalizer()
+
+    def openers(self) -> list[Opener]:
+        return [partial(self._read, index) for index in range(len(self._objects))]
+
+    def _read(self, index: int, start: int, stop: int | None) -> Iterator[bytes]:
+        """Bytes [start, stop) of entry `index` (to its end if stop is None); short → OSError."""
+        stored = self._objects[index]
+        ahead = self._look_ahead(index, start, stop)
+        body: _Body | None = None
+        position, end, etag = start, stop, None
+        failures = 0
+        finished = False
+        try:
+            while end is None or position < end:
+                try:
+                    if body is None:
+                        pending, ahead = ahead, None
+                        if pending is not None:
+                            body = pending.result()
+                        else:
+                            body = stored.get(position, end, etag)
+                        # a body started ahead runs to the object's end, past `stop`
+                        etag, end = body.etag, body.end if stop is None else min(body.end, stop)
+                    chunk = body.stream.read(min(self._chunk_size, end - position))
+                except Exception as exc:
+                    if not _is_transient(exc):
+                        raise
+                    failures += 1
+                    if failures >= self._attempts:
+                        raise OSError(
+                            f"s3://{stored.bucket}/{stored.key}: {failures} attempts failed "
+                            f"at byte {position}"
+                        ) from exc
+                    if body is not None:
+                        body.stream.close()
+                        body = None
+                    time.sleep(self._backoff * 2 ** (failures - 1))
+                    continue
+                if not chunk:
+                    break
+                failures = 0
+                position += len(chunk)
+                yield chunk
+            if stop is not None and position < stop:
+                raise OSError(f"stored video ended {stop - position} bytes early")
+            finished = True
+        finally:
+            if ahead is not None:
+                _drop(ahead)
+            if body is not None:
+                body.stream.close()
+            if not finished:  # failed or abandoned: the download is over
+                self.close()
+
+    def _look_ahead(self, index: int, start: int, stop: int | None) -> "Future[_Body] | None":
+        """Start GetObject for the entries after `index` that will be read; return the one
+        started earlier for `index` itself, if it fits [start, stop)."""
+        ahead = self._prefetches.take(index)
+        if ahead is not None and start:  # it reads from 0: not this range's first entry
+            _drop(ahead)
+            ahead = None
+        if stop is None:  # read to its end, so the download goes on into the next entries
+            last = min(index + self._prefetch, len(self._objects) - 1)
+            for following in range(index + 1, last + 1):
+                get = partial(self._objects[following].get, 0, None, None)
+                self._prefetches.start(following, get)
+        else:  # the range ends inside this entry
+            self._prefetches.discard()
+        return ahead
