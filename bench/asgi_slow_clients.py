@@ -9,6 +9,7 @@ held to the end. A figure, not an assertion: the issue's bound is 300 MB for 200
 import argparse
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -121,7 +122,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1_000_000, help="bytes/s per client")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--archive-mib", type=int, default=200)
+    parser.add_argument(
+        "--read-chunk-kib", type=int, default=256, help="the server's READ_CHUNK_SIZE"
+    )
     args = parser.parse_args()
+    os.environ["READ_CHUNK_SIZE"] = str(args.read_chunk_kib * 1024)
     with tempfile.TemporaryDirectory(prefix="asgi-slow-clients-") as workdir:
         server, process = start_uvicorn(Path(workdir))
         try:
