@@ -7,6 +7,7 @@ class GenerationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from generations import signals
+        from generations import checks, signals
 
         signals.connect()
+        checks.register_checks()

@@ -1,0 +1,120 @@
+"""System checks that tell a host site what is miswired in `ROTATE` (`manage.py check`).
+
+They read `settings.ROTATE` directly rather than through `rotate_settings`, so a broken
+dict is reported as a check message instead of an exception at the first request.
+"""
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from rotate.conf import DEFAULTS
+
+# DRF's rate syntax, as `SimpleRateThrottle.parse_rate` reads it: "<n>/<s|m|h|d...>".
+_RATE = re.compile(r"^\d+/[smhd]\w*$")
+# Caches that each process keeps to itself (or not at all): a per-key limit counted
+# there multiplies by the number of processes, or never triggers.
+NON_SHARED_CACHES = frozenset(
+    {
+        "django.core.cache.backends.locmem.LocMemCache",
+        "django.core.cache.backends.dummy.DummyCache",
+    }
+)
+_TYPES: Mapping[str, tuple[type, ...]] = {
+    "KEY_PEPPER": (str,),
+    "THROTTLE_CACHE": (str,),
+    "LAST_USED_INTERVAL": (timedelta,),
+}
+
+
+def register_checks() -> None:
+    """Called from `RotateConfig.ready()`."""
+    register(check_rotate_settings)
+    register(check_throttle_cache, Tags.caches)
+    register(check_throttle_cache_is_shared, Tags.caches, deploy=True)
+
+
+def _rotate_dict() -> Mapping[str, Any] | None:
+    value = getattr(settings, "ROTATE", None) or {}
+    return value if isinstance(value, Mapping) else None
+
+
+def _settings_error(problem: str, hint: str | None = None) -> Error:
+    return Error(f"settings.ROTATE is invalid: {problem}", hint=hint, id="rotate.E001")
+
+
+def check_rotate_settings(**kwargs: Any) -> list[CheckMessage]:
+    """rotate.E001: `ROTATE` is not a dict, has unknown keys, or a value of the wrong shape."""
+    user = _rotate_dict()
+    if user is None:
+        return [_settings_error("it must be a dict")]
+    errors: list[CheckMessage] = []
+    unknown = sorted(set(user) - set(DEFAULTS))
+    if unknown:
+        errors.append(
+            _settings_error(
+                f"unknown key(s) {', '.join(map(repr, unknown))}",
+                hint=f"Known keys: {', '.join(DEFAULTS)}.",
+            )
+        )
+    rate = user.get("THROTTLE_RATE", DEFAULTS["THROTTLE_RATE"])
+    if rate is not None and not (isinstance(rate, str) and _RATE.match(rate)):
+        errors.append(
+            _settings_error(
+                f"THROTTLE_RATE {rate!r} is not a rate",
+                hint='Use "<requests>/<s|min|hour|day>", e.g. "600/min", or None for no limit.',
+            )
+        )
+    for key, types in _TYPES.items():
+        if key in user and not isinstance(user[key], types):
+            errors.append(
+                _settings_error(f"{key} must be a {' or '.join(t.__name__ for t in types)}")
+            )
+    interval = user.get("LAST_USED_INTERVAL")
+    if isinstance(interval, timedelta) and interval < timedelta(0):
+        errors.append(_settings_error("LAST_USED_INTERVAL must not be negative"))
+    return errors
+
+
+def _throttle_cache_alias() -> str | None:
+    user = _rotate_dict()
+    alias = (user or {}).get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
+    return alias if isinstance(alias, str) else None
+
+
+def check_throttle_cache(**kwargs: Any) -> list[CheckMessage]:
+    """rotate.E002: `THROTTLE_CACHE` names no alias of `CACHES`."""
+    alias = _throttle_cache_alias()
+    if alias is None or alias in settings.CACHES:
+        return []
+    return [
+        Error(
+            f"ROTATE['THROTTLE_CACHE'] is {alias!r}, which is not an alias in settings.CACHES.",
+            hint=f"Add CACHES[{alias!r}] or point THROTTLE_CACHE at one of: "
+            f"{', '.join(settings.CACHES)}.",
+            id="rotate.E002",
+        )
+    ]
+
+
+def check_throttle_cache_is_shared(**kwargs: Any) -> list[CheckMessage]:
+    """rotate.W001 (deploy): the throttle counts in a cache no other process sees."""
+    alias = _throttle_cache_alias()
+    if settings.DEBUG or alias is None or alias not in settings.CACHES:
+        return []
+    backend = settings.CACHES[alias].get("BACKEND", "")
+    if backend not in NON_SHARED_CACHES:
+        return []
+    return [
+        Warning(
+            f"The API key throttle counts requests in CACHES[{alias!r}] "
+            f"({backend.rsplit('.', 1)[-1]}), which is not shared between processes: "
+            "each server process allows the full rate (DummyCache: no limit at all).",
+            hint="Point ROTATE['THROTTLE_CACHE'] at a shared cache such as Redis or Memcached.",
+            id="rotate.W001",
+        )
+    ]

@@ -1,0 +1,224 @@
+"""The system checks that tell a host site what is miswired (`rotate.*`, `generations.*`)."""
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.core import checks
+from django.core.management import call_command
+from django.test import override_settings
+
+LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+REDIS = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/0",
+    }
+}
+
+
+def issue_ids(*, deploy: bool = False) -> list[str]:
+    return sorted(
+        message.id
+        for message in checks.run_checks(include_deployment_checks=deploy)
+        if message.id and message.id.split(".")[0] in {"rotate", "generations"}
+    )
+
+
+def messages_with(issue_id: str, *, deploy: bool = False) -> list[checks.CheckMessage]:
+    return [
+        message
+        for message in checks.run_checks(include_deployment_checks=deploy)
+        if message.id == issue_id
+    ]
+
+
+def test_checks_are_clean_with_the_reference_settings():
+    assert issue_ids() == []
+
+
+def test_checks_manage_py_check_passes():
+    call_command("check", fail_level="WARNING")
+
+
+@pytest.mark.parametrize(
+    ("rotate", "problem"),
+    [
+        ({"THROTTLE_RATES": "600/min"}, "unknown key(s) 'THROTTLE_RATES'"),
+        ({"THROTTLE_RATE": "600 per minute"}, "THROTTLE_RATE '600 per minute' is not a rate"),
+        ({"THROTTLE_RATE": "fast/min"}, "is not a rate"),
+        ({"THROTTLE_RATE": "600/year"}, "is not a rate"),
+        ({"THROTTLE_RATE": 600}, "is not a rate"),
+        ({"KEY_PEPPER": b"secret"}, "KEY_PEPPER must be a str"),
+        ({"LAST_USED_INTERVAL": 300}, "LAST_USED_INTERVAL must be a timedelta"),
+        ({"LAST_USED_INTERVAL": timedelta(seconds=-1)}, "must not be negative"),
+        (["THROTTLE_RATE"], "it must be a dict"),
+    ],
+)
+def test_checks_rotate_e001_reports_invalid_settings(rotate, problem):
+    with override_settings(ROTATE=rotate):
+        messages = messages_with("rotate.E001")
+
+    assert len(messages) == 1
+    assert problem in messages[0].msg
+    assert messages[0].level == checks.ERROR
+
+
+@pytest.mark.parametrize(
+    "rotate",
+    [
+        {},
+        {"THROTTLE_RATE": None},
+        {"THROTTLE_RATE": "10/s", "KEY_PEPPER": "p", "LAST_USED_INTERVAL": timedelta(0)},
+        {"THROTTLE_RATE": "5000/hour", "THROTTLE_CACHE": "default"},
+        {"THROTTLE_RATE": "1/day"},
+    ],
+)
+def test_checks_rotate_accepts_valid_settings(rotate):
+    with override_settings(ROTATE=rotate):
+        assert issue_ids() == []
+
+
+def test_checks_rotate_e002_reports_an_unknown_throttle_cache():
+    with override_settings(ROTATE={"THROTTLE_CACHE": "throttle"}):
+        messages = messages_with("rotate.E002")
+
+    assert len(messages) == 1
+    assert "'throttle'" in messages[0].msg
+    assert "default" in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "django.core.cache.backends.locmem.LocMemCache",
+        "django.core.cache.backends.dummy.DummyCache",
+    ],
+)
+def test_checks_rotate_w001_reports_a_non_shared_throttle_cache_on_deploy(backend):
+    with override_settings(DEBUG=False, CACHES={"default": {"BACKEND": backend}}):
+        deploy = messages_with("rotate.W001", deploy=True)
+        plain = messages_with("rotate.W001")
+
+    assert len(deploy) == 1
+    assert deploy[0].level == checks.WARNING
+    assert "not shared between processes" in deploy[0].msg
+    # Not a plain-check warning: test and local settings use local memory on purpose.
+    assert plain == []
+
+
+def test_checks_rotate_w001_is_quiet_for_a_shared_cache_or_in_debug():
+    with override_settings(DEBUG=False, CACHES=REDIS):
+        assert messages_with("rotate.W001", deploy=True) == []
+    with override_settings(DEBUG=True, CACHES=LOCMEM):
+        assert messages_with("rotate.W001", deploy=True) == []
+
+
+def test_checks_rotate_w001_follows_the_throttle_cache_alias():
+    caches = {**REDIS, "local": LOCMEM["default"]}
+    with override_settings(DEBUG=False, CACHES=caches, ROTATE={"THROTTLE_CACHE": "local"}):
+        messages = messages_with("rotate.W001", deploy=True)
+
+    assert len(messages) == 1
+    assert "CACHES['local']" in messages[0].msg
+
+
+def test_checks_generations_e001_reports_a_missing_storage_alias():
+    storages = {alias: config for alias, config in settings.STORAGES.items() if alias != "videos"}
+    with override_settings(STORAGES=storages):
+        messages = messages_with("generations.E001")
+
+    assert len(messages) == 1
+    assert "'videos'" in messages[0].msg
+    assert messages[0].level == checks.ERROR
+
+
+def test_checks_generations_e001_is_quiet_when_the_alias_exists():
+    with override_settings(GENERATIONS={"STORAGE_ALIAS": "default"}):
+        assert messages_with("generations.E001") == []
+
+
+@pytest.mark.parametrize(
+    ("grace", "deadline"),
+    [
+        (timedelta(minutes=30), timedelta(minutes=30)),
+        (timedelta(minutes=10), timedelta(minutes=30)),
+    ],
+)
+def test_checks_generations_e002_reports_a_grace_not_longer_than_the_deadline(grace, deadline):
+    with override_settings(
+        GENERATIONS={"STORAGE_ALIAS": "videos", "PURGE_GRACE": grace, "DOWNLOAD_DEADLINE": deadline}
+    ):
+        messages = messages_with("generations.E002")
+
+    assert len(messages) == 1
+    assert "PURGE_GRACE" in messages[0].msg
+
+
+def test_checks_generations_e002_uses_the_defaults_for_unset_keys():
+    # The default deadline is 30 min: a 20 min grace alone is too short.
+    with override_settings(
+        GENERATIONS={"STORAGE_ALIAS": "videos", "PURGE_GRACE": timedelta(minutes=20)}
+    ):
+        assert len(messages_with("generations.E002")) == 1
+    with override_settings(
+        GENERATIONS={"STORAGE_ALIAS": "videos", "PURGE_GRACE": timedelta(minutes=31)}
+    ):
+        assert messages_with("generations.E002") == []
+
+
+@pytest.mark.parametrize("retention", [timedelta(0), timedelta(hours=-1)])
+def test_checks_generations_e003_reports_a_retention_that_is_not_positive(retention):
+    with override_settings(GENERATIONS={"STORAGE_ALIAS": "videos", "RETENTION": retention}):
+        messages = messages_with("generations.E003")
+
+    assert len(messages) == 1
+    assert "RETENTION" in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    ("generations", "problem"),
+    [
+        ({"STORAGE": "videos"}, "unknown key(s) 'STORAGE'"),
+        ({"RETENTION": 3600}, "RETENTION must be a timedelta"),
+        ({"READ_CHUNK_SIZE": 0}, "READ_CHUNK_SIZE must be a positive int"),
+        ({"MAX_DOWNLOAD_IDS": "100"}, "MAX_DOWNLOAD_IDS must be a positive int"),
+        ({"PURGE_BATCH_SIZE": True}, "PURGE_BATCH_SIZE must be a positive int"),
+        ({"STORAGE_ALIAS": None}, "STORAGE_ALIAS must be a str"),
+        ("videos", "it must be a dict"),
+    ],
+)
+def test_checks_generations_e004_reports_invalid_settings(generations, problem):
+    with override_settings(GENERATIONS=generations):
+        messages = messages_with("generations.E004")
+
+    assert len(messages) == 1
+    assert problem in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    ("options", "aws_default_acl", "warned"),
+    [
+        ({"bucket_name": "videos", "default_acl": "public-read"}, None, True),
+        ({"bucket_name": "videos"}, "public-read", True),
+        ({"bucket_name": "videos", "default_acl": None}, "public-read", False),
+        ({"bucket_name": "videos", "default_acl": "private"}, None, False),
+        ({"bucket_name": "videos"}, None, False),
+    ],
+)
+def test_checks_generations_w001_reports_a_public_video_storage(options, aws_default_acl, warned):
+    storages = {
+        **settings.STORAGES,
+        "videos": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options},
+    }
+    with override_settings(STORAGES=storages, AWS_DEFAULT_ACL=aws_default_acl):
+        messages = messages_with("generations.W001")
+
+    assert len(messages) == int(warned)
+    if warned:
+        assert messages[0].level == checks.WARNING
+
+
+def test_checks_generations_w001_ignores_the_s3_acl_setting_for_other_backends():
+    with override_settings(AWS_DEFAULT_ACL="public-read"):
+        assert messages_with("generations.W001") == []
