@@ -26,7 +26,7 @@ def register_checks() -> None:
     register(check_generations_settings)
     register(check_storage_alias, Tags.files)
     register(check_purge_grace)
-    register(check_retention)
+    register(check_positive_durations)
     register(check_storage_not_public, Tags.files, Tags.security)
 
 
@@ -113,18 +113,27 @@ def check_purge_grace(**kwargs: Any) -> list[CheckMessage]:
     ]
 
 
-def check_retention(**kwargs: Any) -> list[CheckMessage]:
-    """generations.E003: a generation would be expired the moment it is created."""
-    retention = _setting("RETENTION")
-    if not isinstance(retention, timedelta) or retention > timedelta(0):
-        return []
-    return [
-        Error(
-            f"GENERATIONS['RETENTION'] ({retention}) must be positive.",
-            hint="Every generation would be expired when it is created; nothing could be served.",
-            id="generations.E003",
-        )
-    ]
+_POSITIVE_DURATIONS = {
+    "RETENTION": "every generation would be expired when it is created; nothing could be served.",
+    "LINK_TTL": "every signed download link would be expired when it is made.",
+    "DOWNLOAD_DEADLINE": "every download would be aborted at once.",
+}
+
+
+def check_positive_durations(**kwargs: Any) -> list[CheckMessage]:
+    """generations.E003: a duration that must be positive is not."""
+    errors: list[CheckMessage] = []
+    for key, consequence in _POSITIVE_DURATIONS.items():
+        value = _setting(key)
+        if isinstance(value, timedelta) and value <= timedelta(0):
+            errors.append(
+                Error(
+                    f"GENERATIONS[{key!r}] ({value}) must be positive.",
+                    hint=f"Otherwise {consequence}",
+                    id="generations.E003",
+                )
+            )
+    return errors
 
 
 def check_storage_not_public(**kwargs: Any) -> list[CheckMessage]:

@@ -6,7 +6,7 @@ accepts `1.0`, `"1.0"` and surrounding blanks: contract §3 rejects all of those
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.http import QueryDict
@@ -92,12 +92,17 @@ def page_params_from_query(params: QueryDict) -> tuple[int, int]:
     return page, page_size
 
 
+def iso_datetime(value: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, as every datetime of the API."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def generation_status_data(generation: Generation, *, now: datetime) -> dict[str, Any]:
     return {
         "id": generation.pk,
         "external_id": generation.external_id or None,
         "status": generation.status_at(now),
-        "created_at": generation.created_at.isoformat().replace("+00:00", "Z"),
-        "updated_at": generation.updated_at.isoformat().replace("+00:00", "Z"),
-        "expires_at": generation.expires_at.isoformat().replace("+00:00", "Z"),
+        "created_at": iso_datetime(generation.created_at),
+        "updated_at": iso_datetime(generation.updated_at),
+        "expires_at": iso_datetime(generation.expires_at),
     }

@@ -6,12 +6,29 @@ from generations import views
 
 app_name = "generations"
 
-# Any digits are routed, so an ID past 64 bits gets the JSON 404 like any missing ID.
-_ID = r"(?P<generation_id>[0-9]+)"
+# Matches like `/?`, but reverse() and the OpenAPI paths (admindocs' simplify_regex) then
+# give the canonical path, without the slash.
+_SLASH = "(?:/)?"
+# Any segment is routed, so a malformed ID or one past 64 bits gets the JSON 404 of a
+# missing ID, never the site's HTML 404 (the download routes come first).
+_ID = r"(?P<generation_id>[^/]+)"
 
 urlpatterns = [
-    re_path(r"^generations/?$", views.GenerationListView.as_view(), name="list"),
-    re_path(r"^generations/download/?$", views.GenerationDownloadView.as_view(), name="download"),
-    re_path(rf"^generations/{_ID}/?$", views.GenerationVideoView.as_view(), name="video"),
-    re_path(rf"^generations/{_ID}/status/?$", views.GenerationStatusView.as_view(), name="status"),
+    re_path(rf"^generations{_SLASH}$", views.GenerationListView.as_view(), name="list"),
+    re_path(
+        rf"^generations/download{_SLASH}$",
+        views.GenerationDownloadView.as_view(),
+        name="download",
+    ),
+    re_path(
+        rf"^generations/download/links{_SLASH}$",
+        views.GenerationDownloadLinkView.as_view(),
+        name="download-links",
+    ),
+    re_path(rf"^generations/{_ID}{_SLASH}$", views.GenerationVideoView.as_view(), name="video"),
+    re_path(
+        rf"^generations/{_ID}/status{_SLASH}$",
+        views.GenerationStatusView.as_view(),
+        name="status",
+    ),
 ]

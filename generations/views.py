@@ -3,32 +3,38 @@
 import hashlib
 from functools import partial
 from typing import Any
+from urllib.parse import urlencode
 
 from django.http import HttpResponseBase
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from generations.links import TOKEN_PARAM, SignedLinkAuthentication, download_link_create
 from generations.models import Generation
 from generations.plans import archive_plan_build
 from generations.responses import archive_response, video_response
+from generations.schema import documented
 from generations.selectors import generation_get, generation_list, generation_list_for_download
 from generations.serializers import (
     download_ids_from_body,
     download_ids_from_query,
     generation_status_data,
+    iso_datetime,
     page_params_from_query,
 )
 from generations.storage import iter_video_range, video_storage
+from rotate.authentication import BearerKeyAuthentication
 from rotate.exceptions import ApiError, ResourceNotFound
 from rotate.views import ApiView
 
 
 def path_id(value: str) -> int:
-    """The ID in a path (digits only, by the URL pattern); 0, never found, past 19 digits."""
-    return int(value) if len(value) <= 19 else 0
+    """The ID in a path segment; 0 (never found) unless 1 to 19 ASCII digits."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 19 else 0
 
 
 class VideoExpired(ApiError):
@@ -57,9 +63,14 @@ class Mp4Renderer(BinaryRenderer):
     format = "mp4"
 
 
+@documented
 class GenerationDownloadView(ApiView):
-    """E1 `POST` and E2 `GET`/`HEAD generations/download`: the zip of the caller's videos."""
+    """E1 `POST` and E2 `GET`/`HEAD generations/download`: the zip of the caller's videos.
 
+    E2 also accepts a signed link's `token` (E7) in place of the bearer key.
+    """
+
+    authentication_classes = [BearerKeyAuthentication, SignedLinkAuthentication]
     renderer_classes = [ZipRenderer, JSONRenderer]
 
     def post(self, request: Request) -> HttpResponseBase:
@@ -85,6 +96,24 @@ class GenerationDownloadView(ApiView):
         return archive_response(request=request, plan=plan, now=now, headers=skipped)
 
 
+@documented
+class GenerationDownloadLinkView(ApiView):
+    """E7 `POST generations/download/links`: a short-lived signed E2 URL for the same body."""
+
+    def post(self, request: Request) -> Response:
+        ids = download_ids_from_body(request.data)
+        link = download_link_create(api_key=request.auth, ids=ids)
+        download = reverse("generations:download", current_app=request.resolver_match.namespace)
+        query = urlencode({"ids": ",".join(map(str, ids)), TOKEN_PARAM: link.token}, safe=",")
+        return Response(
+            {
+                "url": request.build_absolute_uri(f"{download}?{query}"),
+                "expiresAt": iso_datetime(link.expires_at),
+            }
+        )
+
+
+@documented
 class GenerationVideoView(ApiView):
     """E3 `GET generations/{id}`: one video, resumable."""
 
@@ -112,6 +141,7 @@ class GenerationVideoView(ApiView):
         )
 
 
+@documented
 class GenerationStatusView(ApiView):
     """E4 `GET generations/{id}/status`."""
 
@@ -122,6 +152,7 @@ class GenerationStatusView(ApiView):
         return Response(generation_status_data(generation, now=timezone.now()))
 
 
+@documented
 class GenerationListView(ApiView):
     """E5 `GET generations?page=1&pageSize=20`."""
 

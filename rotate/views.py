@@ -7,11 +7,13 @@ Everything is set on the class, so the apps work the same whatever the host's
 from typing import Any
 
 from django.http import HttpResponseBase
+from django.template.response import SimpleTemplateResponse
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from rotate.authentication import BearerKeyAuthentication
@@ -34,10 +36,24 @@ class ApiView(APIView):
     def finalize_response(
         self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
-        if getattr(response, "exception", False):
-            # Errors are JSON whatever `Accept` asked for.
+        """Data responses (errors included) are JSON whatever `Accept` negotiated: a view's
+        binary renderers only negotiate, its bytes are streamed. A `HEAD` response never
+        carries a body: DRF answers HEAD with the GET handler and gunicorn sends whatever
+        body it gets, which would desynchronise a keep-alive connection (RFC 9110 §9.3.2).
+        """
+        if isinstance(response, Response) and not isinstance(
+            getattr(request, "accepted_renderer", None), JSONRenderer
+        ):
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = JSONRenderer.media_type
         response = super().finalize_response(request, response, *args, **kwargs)
         response.setdefault("Cache-Control", "private, no-store")
+        if request.method == "HEAD" and isinstance(response, SimpleTemplateResponse):
+            response.add_post_render_callback(_drop_body)
         return response
+
+
+def _drop_body(response: SimpleTemplateResponse) -> None:
+    """Keep the length GET would have sent, send no body."""
+    response["Content-Length"] = str(len(response.content))
+    response.content = b""

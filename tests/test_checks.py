@@ -167,13 +167,14 @@ def test_checks_generations_e002_uses_the_defaults_for_unset_keys():
         assert messages_with("generations.E002") == []
 
 
-@pytest.mark.parametrize("retention", [timedelta(0), timedelta(hours=-1)])
-def test_checks_generations_e003_reports_a_retention_that_is_not_positive(retention):
-    with override_settings(GENERATIONS={"STORAGE_ALIAS": "videos", "RETENTION": retention}):
+@pytest.mark.parametrize("key", ["RETENTION", "LINK_TTL", "DOWNLOAD_DEADLINE"])
+@pytest.mark.parametrize("value", [timedelta(0), timedelta(hours=-1)])
+def test_checks_generations_e003_reports_a_duration_that_is_not_positive(key, value):
+    with override_settings(GENERATIONS={"STORAGE_ALIAS": "videos", key: value}):
         messages = messages_with("generations.E003")
 
     assert len(messages) == 1
-    assert "RETENTION" in messages[0].msg
+    assert key in messages[0].msg
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from corsheaders.defaults import default_headers as default_cors_headers
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -51,11 +52,17 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "corsheaders",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our static files, not a CDN
     "rotate",
     "generations",
 ]
 
 MIDDLEWARE = [
+    # First: it answers preflights and must see every response, including the errors of
+    # the middleware below.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -168,6 +175,60 @@ ROTATE = {
 GENERATIONS = {
     "STORAGE_ALIAS": "videos",
     "RETENTION": timedelta(hours=1),
+    # Bytes per storage read; each open download holds one such chunk. 1 MiB is fastest;
+    # an ASGI process holding hundreds of slow clients does better with 256 KiB.
+    "READ_CHUNK_SIZE": int(os.environ.get("READ_CHUNK_SIZE", str(1024 * 1024))),
+}
+
+# ------------------------------------------------------------------------------
+# CORS: browser code on CORS_ALLOWED_ORIGINS (comma-separated, e.g.
+# `https://app.example.com`) may call the API and read its headers. Keys travel in the
+# Authorization header, never in cookies, so credentials stay off.
+# https://github.com/adamchainz/django-cors-headers
+# ------------------------------------------------------------------------------
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", "")
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_METHODS = ("GET", "HEAD", "OPTIONS", "POST")
+CORS_ALLOW_HEADERS = (*default_cors_headers, "range", "if-range", "x-request-id")
+# The middleware's list replaces the one our download responses set, and also covers the
+# error responses (a 404 still carries the skipped headers): keep it a superset of
+# generations.responses.EXPOSED_HEADERS (tests/config/test_cors.py checks it).
+CORS_EXPOSE_HEADERS = [
+    "Accept-Ranges",
+    "Content-Disposition",
+    "Content-Length",
+    "Content-Range",
+    "ETag",
+    "Retry-After",
+    "WWW-Authenticate",
+    "X-Request-ID",
+    "X-Skipped-Not-Found",
+    "X-Skipped-Not-Ready",
+]
+
+# ------------------------------------------------------------------------------
+# OpenAPI schema (/api/schema/) and its docs page (/api/docs/)
+# https://drf-spectacular.readthedocs.io/en/latest/settings.html
+# ------------------------------------------------------------------------------
+# Our views set everything else themselves; this only lets drf-spectacular's own views
+# (and any of the site's) take part in the schema.
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "rotate API",
+    "DESCRIPTION": (
+        "Product-rotation videos, downloadable as one streamed, resumable zip. "
+        "Every error uses one JSON envelope (`ErrorEnvelope`)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "generations.schema.add_head_operations",
+    ],
 }
 
 # ------------------------------------------------------------------------------

@@ -1,0 +1,537 @@
+"""OpenAPI declarations of the generation endpoints, for drf-spectacular (optional).
+
+The views carry `@documented`; with drf-spectacular installed it attaches the declarations
+below, otherwise it does nothing, so a host site needs drf-spectacular only to serve a
+schema. The views use our own `AutoSchema` whatever the host's `DEFAULT_SCHEMA_CLASS`.
+"""
+
+import copy
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from rest_framework import serializers
+
+from generations.conf import generations_settings
+from generations.models import Generation
+from generations.selectors import MAX_ID
+
+try:
+    from drf_spectacular.extensions import OpenApiAuthenticationExtension
+    from drf_spectacular.openapi import AutoSchema
+    from drf_spectacular.types import OpenApiTypes
+    from drf_spectacular.utils import (
+        OpenApiExample,
+        OpenApiParameter,
+        OpenApiResponse,
+        extend_schema,
+    )
+except ImportError:  # the API works without it: only the schema needs it
+    SPECTACULAR = False
+else:
+    SPECTACULAR = True
+
+View = TypeVar("View", bound=type)
+
+TAGS = ["generations"]
+# Operations whose HEAD twin (same headers, no body) `add_head_operations` documents.
+HEAD_OPERATIONS = frozenset({"downloadGenerationsByQuery", "getGenerationVideo"})
+
+
+# ------------------------------------------------------------------------------
+# Shapes (documentation only: the views build these bodies themselves)
+# ------------------------------------------------------------------------------
+class ErrorMetaSerializer(serializers.Serializer):
+    friendlyMessage = serializers.CharField(help_text="What exactly was wrong, for people.")
+    type = serializers.CharField(help_text="Always `error`.")
+    title = serializers.CharField(help_text="e.g. `Validation Error`, `Unauthorized`.")
+    resource = serializers.CharField(
+        required=False,
+        help_text="404 only: `downloadable generations`, `generation`, `video` or `resource`.",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.IntegerField(
+        help_text="4001 validation, 4002 authentication, 4004 forbidden, 4005 rate limited, "
+        "4006 not found, 4007 video expired, 4008 method not allowed, 4009 not acceptable, "
+        "4010 range not satisfiable, 5000 internal error."
+    )
+    message = serializers.CharField()
+    meta = ErrorMetaSerializer()
+
+
+class ErrorEnvelopeSerializer(serializers.Serializer):
+    """Every error of the API, whatever `Accept` asked for."""
+
+    success = serializers.BooleanField(help_text="Always `false`.")
+    error = ErrorSerializer()
+
+
+class GenerationStatusSerializer(serializers.Serializer):
+    id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    external_id = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(
+        choices=Generation.Status.choices,
+        help_text="`expired` from `expires_at` on, whether or not the sweep has run.",
+    )
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+
+
+class GenerationPageSerializer(serializers.Serializer):
+    page = serializers.IntegerField(min_value=1)
+    pageSize = serializers.IntegerField(min_value=1, max_value=100)
+    total = serializers.IntegerField(min_value=0)
+    generations = GenerationStatusSerializer(many=True)
+
+
+class DownloadLinkSerializer(serializers.Serializer):
+    url = serializers.URLField(
+        help_text="E2 with the IDs and a signed `token`: works with no `Authorization` header."
+    )
+    expiresAt = serializers.DateTimeField(help_text="When the link stops working.")
+
+
+# JSON Schema of one ID, exactly as the parser accepts it (contract §3). The string form is
+# documented up to 18 significant digits: every such number is in range.
+GENERATION_ID = {
+    "oneOf": [
+        {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        {"type": "string", "pattern": "^0*[1-9][0-9]{0,17}$", "maxLength": 32},
+    ],
+    "description": "A generation ID: an integer, or a string of ASCII digits, 1..2^63-1.",
+}
+
+
+def id_list_schema() -> dict[str, Any]:
+    """1 to MAX_DOWNLOAD_IDS IDs (read when the views are declared)."""
+    limit = generations_settings.MAX_DOWNLOAD_IDS
+    return {"type": "array", "minItems": 1, "maxItems": limit, "items": GENERATION_ID}
+
+
+def download_request_schema() -> dict[str, Any]:
+    """The body of E1 and E7: exactly one of `videoIds` and `ids`."""
+    return {
+        "type": "object",
+        "description": (
+            "Exactly one of `videoIds` and `ids`, counted as sent. Duplicates are dropped "
+            "keeping the first; request order is the order of the archive entries and of "
+            "the skipped lists."
+        ),
+        "properties": {"videoIds": id_list_schema(), "ids": id_list_schema()},
+        "oneOf": [
+            {"required": ["videoIds"], "not": {"required": ["ids"]}},
+            {"required": ["ids"], "not": {"required": ["videoIds"]}},
+        ],
+    }
+
+
+if SPECTACULAR:
+
+    class GenerationsAutoSchema(AutoSchema):
+        """drf-spectacular's schema, with request bodies marked required (every one of ours is)."""
+
+        def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+            operation = super().get_operation(*args, **kwargs)
+            if operation and "requestBody" in operation:
+                operation["requestBody"]["required"] = True
+            return operation
+
+        def _get_format_parameters(self) -> list[dict[str, Any]]:
+            # DRF's `?format=` override exists only because the binary renderers need a
+            # format; it is no part of the API (an empty one is ignored, an unknown one 404s).
+            return []
+
+    class BearerKeyScheme(OpenApiAuthenticationExtension):
+        target_class = "rotate.authentication.BearerKeyAuthentication"
+        name = "bearerAuth"
+
+        def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
+            return {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key, `rp_<prefix>_<secret>`; never in the query string.",
+            }
+
+    class SignedLinkScheme(OpenApiAuthenticationExtension):
+        target_class = "generations.links.SignedLinkAuthentication"
+        name = "signedLink"
+
+        def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
+            return {
+                "type": "apiKey",
+                "in": "query",
+                "name": "token",
+                "description": (
+                    "E2 only: the signed, short-lived token of a link from "
+                    "`POST /generations/download/links`, valid with the same `ids` only."
+                ),
+            }
+
+    # --------------------------------------------------------------------------
+    # Headers and responses
+    # --------------------------------------------------------------------------
+    def _header(name: str, schema: Any, description: str, codes: set[int], **extra: Any) -> Any:
+        """A response header of the responses with these status codes."""
+        return OpenApiParameter(
+            name,
+            schema,
+            OpenApiParameter.HEADER,
+            description=description,
+            response=sorted(codes),
+            **extra,
+        )
+
+    _SKIPPED_ID_LIST = {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"}
+
+    def _skipped_headers(codes: set[int]) -> list[Any]:
+        return [
+            _header(
+                "X-Skipped-Not-Ready",
+                _SKIPPED_ID_LIST,
+                "Your IDs still `starting`/`rotating`, comma-separated, in request order; "
+                "omitted when none.",
+                codes,
+            ),
+            _header(
+                "X-Skipped-Not-Found",
+                _SKIPPED_ID_LIST,
+                "Every other ID not in the archive (absent, another owner's, failed, canceled, "
+                "expired), comma-separated, in request order; omitted when none.",
+                codes,
+            ),
+        ]
+
+    def _byte_headers(*, full: set[int], partial: set[int], unsatisfiable: set[int]) -> list[Any]:
+        """Headers of a resumable byte response: 200 (full), 206 (partial) and 416."""
+        headers = [
+            _header(
+                "Content-Length",
+                OpenApiTypes.INT,
+                "Exact size of the body, known before the first byte (absent only for an "
+                "archive holding a video whose size was never recorded).",
+                full | partial,
+            ),
+            _header(
+                "ETag",
+                OpenApiTypes.STR,
+                "Strong validator of the bytes, for `If-Range`.",
+                full | partial,
+            ),
+            _header(
+                "Accept-Ranges",
+                {"type": "string", "enum": ["bytes"]},
+                "Single byte ranges are honoured.",
+                full | partial,
+            ),
+            _header(
+                "Content-Range",
+                {"type": "string", "pattern": "^bytes ([0-9]+-[0-9]+|\\*)/[0-9]+$"},
+                "206: `bytes first-last/size`; 416: `bytes */size`.",
+                partial | unsatisfiable,
+                required=True,
+            ),
+        ]
+        # A header with no status code would turn into a request parameter.
+        return [header for header in headers if header.response]
+
+    def _content_disposition(codes: set[int], example: str) -> Any:
+        return _header("Content-Disposition", OpenApiTypes.STR, example, codes, required=True)
+
+    _WWW_AUTHENTICATE = _header(
+        "WWW-Authenticate", OpenApiTypes.STR, "`Bearer`.", {401}, required=True
+    )
+    _RETRY_AFTER = _header(
+        "Retry-After", OpenApiTypes.INT, "Seconds to wait before retrying.", {429}, required=True
+    )
+
+    def _range_request_headers() -> list[Any]:
+        return [
+            OpenApiParameter(
+                "Range",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description=(
+                    "`bytes=first-last`, `bytes=first-` or `bytes=-suffix` (one range). "
+                    "Malformed or multiple ranges are ignored: the full 200 is served."
+                ),
+            ),
+            OpenApiParameter(
+                "If-Range",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="An `ETag`: the range is served only if it still matches, else 200.",
+            ),
+        ]
+
+    def _error(description: str, *examples: tuple[str, int, str, str, str]) -> Any:
+        return OpenApiResponse(
+            ErrorEnvelopeSerializer,
+            description=description,
+            examples=[
+                OpenApiExample(
+                    name,
+                    value={
+                        "success": False,
+                        "error": {
+                            "code": code,
+                            "message": message,
+                            "meta": {"friendlyMessage": friendly, "type": "error", "title": title},
+                        },
+                    },
+                    response_only=True,
+                )
+                for name, code, message, title, friendly in examples
+            ],
+        )
+
+    _JSON = "application/json"
+    _ERRORS: dict[int, Any] = {
+        400: _error(
+            "Malformed body, parameter or ID (code 4001).",
+            (
+                "too many IDs",
+                4001,
+                "Validation failed",
+                "Validation Error",
+                "Maximum 100 videoIds are allowed",
+            ),
+        ),
+        401: _error(
+            "Missing, malformed, unknown, revoked or expired key, or an invalid link token "
+            "(code 4002); the bodies are identical.",
+            (
+                "unauthorised",
+                4002,
+                "Authentication failed",
+                "Unauthorized",
+                "Provide a valid API key as 'Authorization: Bearer <key>'.",
+            ),
+        ),
+        404: _error("Not found (code 4006); `meta.resource` says what."),
+        406: _error("`Accept` names nothing this operation can produce (code 4009)."),
+        410: _error("Your generation's video has expired (code 4007)."),
+        416: _error("The range starts past the end (code 4010); `Content-Range: bytes */size`."),
+        429: _error("Too many requests for this key (code 4005)."),
+    }
+
+    def _errors(*codes: int) -> dict[tuple[int, str], Any]:
+        return {(code, _JSON): _ERRORS[code] for code in codes}
+
+    _DOWNLOAD_DESCRIPTION = (
+        "A zip of your ready videos, one stored (uncompressed) entry per video in request "
+        "order, named from `externalId` (unique ignoring case). Every distinct ID lands in "
+        "exactly one place: the archive, `X-Skipped-Not-Ready` or `X-Skipped-Not-Found` "
+        "(another owner's ID looks exactly like a missing one). Nothing downloadable: 404 "
+        "with both headers still set."
+    )
+    _ARCHIVE_DISPOSITION = 'attachment; filename="generations-20250101T120000Z.zip"'
+
+    def _download_declarations() -> list[tuple[str, dict[str, Any]]]:
+        archive = OpenApiResponse(OpenApiTypes.BINARY, description="The archive.")
+        post = _on(
+            "post",
+            operation_id="downloadGenerations",
+            summary="E1: download videos as one zip",
+            description=_DOWNLOAD_DESCRIPTION,
+            tags=TAGS,
+            request={_JSON: download_request_schema()},
+            auth=[{"bearerAuth": []}],
+            parameters=[
+                _content_disposition({200}, _ARCHIVE_DISPOSITION),
+                *_skipped_headers({200, 404}),
+                *_byte_headers(full={200}, partial=set(), unsatisfiable=set()),
+                _WWW_AUTHENTICATE,
+                _RETRY_AFTER,
+            ],
+            responses={
+                (200, "application/zip"): archive,
+                **_errors(400, 401, 404, 406, 429),
+            },
+            examples=[
+                OpenApiExample("videoIds", value={"videoIds": [4983, 4982]}, request_only=True)
+            ],
+        )
+        get = _on(
+            "get",
+            operation_id="downloadGenerationsByQuery",
+            summary="E2: the same zip from a link; resumable",
+            description=_DOWNLOAD_DESCRIPTION
+            + " Honours one `Range` (206), `If-Range` against the `ETag`, 416 past the end. "
+            "With a signed `token` from E7 it needs no `Authorization` header. "
+            "`HEAD` gives the same headers without the body.",
+            tags=TAGS,
+            parameters=[
+                OpenApiParameter(
+                    "ids",
+                    id_list_schema(),
+                    OpenApiParameter.QUERY,
+                    required=True,
+                    explode=False,
+                    style="form",
+                    description=(
+                        "Comma-separated (`ids=4983,4982`) or repeated (`ids=1&ids=2`); blanks "
+                        "around commas are ignored. `videoIds` is an alias (not both)."
+                    ),
+                ),
+                *_range_request_headers(),
+                _content_disposition({200, 206}, _ARCHIVE_DISPOSITION),
+                *_skipped_headers({200, 206, 404}),
+                *_byte_headers(full={200}, partial={206}, unsatisfiable={416}),
+                _WWW_AUTHENTICATE,
+                _RETRY_AFTER,
+            ],
+            responses={
+                (200, "application/zip"): archive,
+                (206, "application/zip"): OpenApiResponse(
+                    OpenApiTypes.BINARY, description="The requested byte range of the archive."
+                ),
+                **_errors(400, 401, 404, 406, 416, 429),
+            },
+        )
+        return [post, get]
+
+    def _generation_id_parameter() -> Any:
+        return OpenApiParameter(
+            "generation_id",
+            {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+            OpenApiParameter.PATH,
+            description="The generation's ID.",
+        )
+
+    def _video_declarations() -> list[tuple[str, dict[str, Any]]]:
+        return [
+            _on(
+                "get",
+                operation_id="getGenerationVideo",
+                summary="E3: one video, resumable",
+                description=(
+                    "Your generation's MP4. Honours one `Range` (206) and `If-Range`; 416 past "
+                    "the end; 410 once the video expired. `HEAD` gives the headers only."
+                ),
+                tags=TAGS,
+                parameters=[
+                    _generation_id_parameter(),
+                    *_range_request_headers(),
+                    _content_disposition({200, 206}, 'inline; filename="generation-4983.mp4"'),
+                    *_byte_headers(full={200}, partial={206}, unsatisfiable={416}),
+                    _WWW_AUTHENTICATE,
+                    _RETRY_AFTER,
+                ],
+                responses={
+                    (200, "video/mp4"): OpenApiResponse(
+                        OpenApiTypes.BINARY, description="The video."
+                    ),
+                    (206, "video/mp4"): OpenApiResponse(
+                        OpenApiTypes.BINARY, description="The requested byte range."
+                    ),
+                    **_errors(401, 404, 406, 410, 416, 429),
+                },
+            )
+        ]
+
+    def _status_declarations() -> list[tuple[str, dict[str, Any]]]:
+        return [
+            _on(
+                "get",
+                operation_id="getGenerationStatus",
+                summary="E4: one generation's status",
+                tags=TAGS,
+                parameters=[_generation_id_parameter(), _WWW_AUTHENTICATE, _RETRY_AFTER],
+                responses={
+                    (200, _JSON): GenerationStatusSerializer,
+                    **_errors(401, 404, 406, 429),
+                },
+            )
+        ]
+
+    def _list_declarations() -> list[tuple[str, dict[str, Any]]]:
+        return [
+            _on(
+                "get",
+                operation_id="listGenerations",
+                summary="E5: your generations, newest first",
+                tags=TAGS,
+                parameters=[
+                    OpenApiParameter(
+                        "page", {"type": "integer", "minimum": 1, "maximum": MAX_ID, "default": 1}
+                    ),
+                    OpenApiParameter(
+                        "pageSize", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
+                    ),
+                    _WWW_AUTHENTICATE,
+                    _RETRY_AFTER,
+                ],
+                responses={
+                    (200, _JSON): GenerationPageSerializer,
+                    **_errors(400, 401, 406, 429),
+                },
+            )
+        ]
+
+    def _link_declarations() -> list[tuple[str, dict[str, Any]]]:
+        return [
+            _on(
+                "post",
+                operation_id="createDownloadLink",
+                summary="E7: a short-lived signed link to E2",
+                description=(
+                    "Takes the body of E1 and returns an E2 URL carrying a signed `token` "
+                    "bound to this key, its owner and the de-duplicated IDs. The link works "
+                    "without an `Authorization` header (a browser `<a href>`) until "
+                    "`expiresAt`, and stops when the key is revoked or expires."
+                ),
+                tags=TAGS,
+                request={_JSON: download_request_schema()},
+                parameters=[_WWW_AUTHENTICATE, _RETRY_AFTER],
+                responses={
+                    (200, _JSON): DownloadLinkSerializer,
+                    **_errors(400, 401, 406, 429),
+                },
+            )
+        ]
+
+    _DECLARATIONS: dict[str, Callable[[], list[tuple[str, dict[str, Any]]]]] = {
+        "GenerationDownloadView": _download_declarations,
+        "GenerationDownloadLinkView": _link_declarations,
+        "GenerationVideoView": _video_declarations,
+        "GenerationStatusView": _status_declarations,
+        "GenerationListView": _list_declarations,
+    }
+
+
+def _on(method: str, **declaration: Any) -> tuple[str, dict[str, Any]]:
+    """The `extend_schema` arguments of one method of a view."""
+    return method, declaration
+
+
+def documented(view: View) -> View:
+    """Attach the view's OpenAPI declarations when drf-spectacular is installed."""
+    if not SPECTACULAR:
+        return view
+    view.schema = GenerationsAutoSchema()  # type: ignore[attr-defined]
+    for method_name, declaration in _DECLARATIONS[view.__name__]():
+        handler = getattr(view, method_name)
+        # Our AutoSchema as the base, whatever the host's DEFAULT_SCHEMA_CLASS says.
+        handler.kwargs = {**getattr(handler, "kwargs", {}), "schema": GenerationsAutoSchema}
+        extend_schema(**declaration)(handler)
+    return view
+
+
+def add_head_operations(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: document `HEAD` of E2 and E3 (skipped by default).
+
+    Add `"generations.schema.add_head_operations"` to `POSTPROCESSING_HOOKS`.
+    """
+    for item in result.get("paths", {}).values():
+        get = item.get("get")
+        if not get or get.get("operationId") not in HEAD_OPERATIONS:
+            continue
+        head = copy.deepcopy(get)
+        head["operationId"] = f"{get['operationId']}Head"
+        head["summary"] = f"{get.get('summary', '')} (HEAD: headers only)"
+        for response in head.get("responses", {}).values():
+            response.pop("content", None)
+        item["head"] = head
+    return result
