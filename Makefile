@@ -46,3 +46,10 @@ format: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) db.sqlite3 celery-broker.sqlite3 media staticfiles
+
+## The reliability campaign (reliability/): gunicorn, nginx, PostgreSQL and a private Redis
+## on loopback; writes reliability/results.md. `python -m reliability --budget ci` is the
+## small version CI runs.
+.PHONY: reliability
+reliability: $(VENV)/.installed
+	$(BIN)/python -m reliability

@@ -5,10 +5,10 @@ bench/results/results.json, results.md and ratios.png. Figures, not assertions: 
 machine is shared and noisy, so nothing here belongs in the test suite.
 """
 
+import filecmp
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -16,62 +16,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from processes import cpu_seconds, free_port, peak_rss_mb, process_tree, wait_for_port
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 WORK = RESULTS / "tmp"
 PYTHON = sys.executable
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 VIDEOS, VIDEO_MB = 100, 20
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int) -> None:
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def process_tree(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / CLK_TCK
-
-
-def peak_rss_mb(pids: list[int]) -> float:
-    peaks = []
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                peaks.append(int(line.split()[1]) / 1024)
-    return max(peaks)
 
 
 class Server:
@@ -178,6 +130,28 @@ def alternate(rounds: int, **runs: Callable[[], float]) -> dict[str, list[float]
     return results
 
 
+def check_archive(archive: Path, url: str, auth: str) -> dict[str, object]:
+    """The 100-video archive: identical on a second request, accepted by every zip reader."""
+    again = archive.with_suffix(".again")
+    subprocess.run(["curl", "-sS", "-o", str(again), "-H", auth, url], check=True)
+    identical = filecmp.cmp(archive, again, shallow=False)
+    again.unlink()
+    readers = {
+        "unzip": ["unzip", "-tqq", str(archive)],
+        "7z": ["7z", "t", "-bd", str(archive)],
+        "bsdtar": ["bsdtar", "-xOf", str(archive)],
+        "python zipfile": [PYTHON, "-m", "zipfile", "-t", str(archive)],
+    }
+    return {
+        "byte_identical_on_second_request": identical,
+        "readers": {
+            name: subprocess.run(command, stdout=subprocess.DEVNULL, check=False).returncode == 0
+            for name, command in readers.items()
+            if shutil.which(command[0])
+        },
+    }
+
+
 def start_nginx(root: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     conf = WORK / "nginx.conf"
@@ -212,6 +186,7 @@ def bench_full_download(results: dict) -> None:
     archive = nginx_root / "archive.zip"
     subprocess.run(["curl", "-sS", "-o", str(archive), "-H", auth, zip_url], check=True)
     size = archive.stat().st_size
+    results["archive_checks"] = check_archive(archive, zip_url, auth)
     nginx, nginx_port = start_nginx(nginx_root)
     try:
         cpu_per_gb: list[float] = []
@@ -387,6 +362,15 @@ def ratio_rows(results: dict) -> list[tuple[str, str, str, float | None]]:
             ),
             ("server peak RSS (full download)", f"{full['server_peak_rss_mb']:.0f} MB", "", None),
         ]
+    checks = results.get("archive_checks")
+    if checks:
+        readers = ", ".join(
+            f"{name} {'ok' if ok else 'FAILED'}" for name, ok in checks["readers"].items()
+        )
+        identical = "identical" if checks["byte_identical_on_second_request"] else "DIFFERENT"
+        rows.append(
+            ("100-video archive: 2nd request; readers", f"{identical}; {readers}", "", None)
+        )
     if "range_last_100mb" in results:
         ratio = results["range_last_100mb"]["ratio_to_full"]
         rows.append(("last 100 MB ÷ full download", f"{ratio:.3f}", "≤ 0.10", ratio))

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.db import connection
@@ -63,14 +64,22 @@ class StreamContext:
 
 
 def _guarded(
-    chunks: Iterable[bytes], *, offset: int, context: StreamContext
+    chunks: Iterable[bytes], *, offset: int, context: StreamContext, sock: Any = None
 ) -> Generator[bytes, None, None]:
-    """Enforce the download deadline and log, then re-raise, any failure mid-stream."""
+    """Enforce the download deadline and log, then re-raise, any failure mid-stream.
+
+    `sock` (gunicorn's client socket, when there is one) gets the time left as its timeout
+    before each chunk: a reader too slow to take a chunk would otherwise hold the thread in
+    the server's send far past the deadline.
+    """
     deadline = time.monotonic() + generations_settings.DOWNLOAD_DEADLINE.total_seconds()
     try:
         for chunk in chunks:
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise DownloadDeadlineExceeded(f"download deadline passed at offset {offset}")
+            if sock is not None:
+                sock.settimeout(remaining)
             yield chunk
             offset += len(chunk)
     except Exception as exc:
@@ -126,6 +135,23 @@ def _streaming_response(
     return StreamingHttpResponse(body, content_type=content_type)
 
 
+def _primed(body: Generator[bytes, None, None]) -> Generator[bytes, None, None]:
+    """Produce the first chunk now, while a failure can still be an error response (the
+    500 envelope). Once the response is returned, gunicorn treats an OSError from the body
+    as a socket error and closes the connection without a status line (nginx: 502).
+    """
+    try:
+        first = next(body)
+    except StopIteration:
+        return body
+
+    def rest() -> Generator[bytes, None, None]:
+        yield first
+        yield from body
+
+    return rest()
+
+
 def _release_database_connection() -> None:
     """Give the connection back before streaming, so a slow client holds no database slot."""
     if not connection.in_atomic_block:
@@ -157,8 +183,13 @@ def _byte_response(
         response = HttpResponse(content_type=content_type)
     else:
         _release_database_connection()
-        body = _guarded(read(start, stop), offset=start, context=context)
-        response = _streaming_response(request, body, content_type=content_type)
+        body = _guarded(
+            read(start, stop),
+            offset=start,
+            context=context,
+            sock=request.META.get("gunicorn.socket"),
+        )
+        response = _streaming_response(request, _primed(body), content_type=content_type)
     if byte_range is not None:
         response.status_code = 206
         response["Content-Range"] = byte_range.content_range(size)

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import SuspiciousOperation
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -92,6 +93,10 @@ def _friendly_message(detail: Any) -> str:
 
 
 def _normalise(exc: Exception) -> Exception:
+    # Django refuses too many parameters or too large a body (DATA_UPLOAD_MAX_*) with a
+    # SuspiciousOperation, which DRF leaves unhandled: a malformed request, so 400.
+    if isinstance(exc, SuspiciousOperation):
+        return ValidationFailed("The request has too many parameters or is too large")
     # A wrong content type or unparsable body is a malformed request (contract §3): 400.
     if isinstance(exc, exceptions.UnsupportedMediaType):
         return ValidationFailed(f"Unsupported content type: {exc.detail}")

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from generations.archive import ArchiveReadError
 from generations.models import Generation
+from generations.responses import DownloadDeadlineExceeded
 from generations.storage import video_storage
 from tests.factories import ApiKeyFactory, GenerationFactory, UserFactory
 from tests.zip_readers import ZIP_READERS, assert_archive_valid
@@ -418,3 +419,51 @@ def test_download_other_owner_gets_nothing(client_for, world):
     response = post_ids(client_for(raw_key), ids)
     assert response.status_code == 404
     assert response["X-Skipped-Not-Found"] == ",".join(map(str, ids))
+
+
+class RecordingSocket:
+    def __init__(self):
+        self.timeouts: list[float] = []
+
+    def settimeout(self, value: float) -> None:
+        self.timeouts.append(value)
+
+
+def test_download_deadline_bounds_each_send_and_aborts(api_client, world, settings):
+    # given a download deadline of one minute, served by gunicorn (its socket in META)
+    settings.GENERATIONS = {**settings.GENERATIONS, "DOWNLOAD_DEADLINE": timedelta(minutes=1)}
+    sock = RecordingSocket()
+    response = get_ids(api_client, [world["ready"].pk], **{"gunicorn.socket": sock})
+    body_of(response)
+    # then every send is bounded by the time left, so a stalled reader cannot hold the thread
+    assert sock.timeouts
+    assert all(0 < timeout <= 60 for timeout in sock.timeouts)
+
+
+def test_download_aborts_mid_stream_past_the_deadline(api_client, world, monkeypatch):
+    # given a clock that jumps an hour once the first chunk is out
+    clock = iter([0.0, 0.0, *[3600.0] * 100])
+    monkeypatch.setattr("generations.responses.time.monotonic", lambda: next(clock))
+    response = get_ids(api_client, [world["ready"].pk])
+    assert response.status_code == 200
+    # then the rest of the stream is refused
+    with pytest.raises(DownloadDeadlineExceeded):
+        body_of(response)
+
+
+def test_download_past_the_deadline_before_the_first_byte_is_an_error(api_client, world, settings):
+    settings.GENERATIONS = {**settings.GENERATIONS, "DOWNLOAD_DEADLINE": timedelta(0)}
+    response = get_ids(api_client, [world["ready"].pk])
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == 5000
+
+
+def test_download_failure_before_the_first_byte_is_the_500_envelope(api_client, world):
+    # given a Range that starts inside a video whose file is gone
+    full = body_of(get_ids(api_client, [world["ready"].pk]))
+    video_storage.delete(world["ready"].video.name)
+    response = get_ids(api_client, [world["ready"].pk], HTTP_RANGE=f"bytes=100-{len(full) - 30}")
+    # then the failure comes before any byte: an error response, not a broken 206
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == 5000
+    assert "videos" not in response.content.decode()

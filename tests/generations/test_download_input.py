@@ -236,3 +236,12 @@ def test_download_errors_are_json_whatever_accept(api_client, ready, accept):
     response = post_json(api_client, {"videoIds": [True]}, HTTP_ACCEPT=accept)
     assert response["Content-Type"] == "application/json"
     assert response.json()["success"] is False
+
+
+def test_download_too_many_parameters_is_400_not_500(api_client, ready):
+    # Django refuses more than DATA_UPLOAD_MAX_NUMBER_FIELDS fields (TooManyFieldsSent)
+    query = "&".join(["ids=1", *["a"] * 1500])
+    assert_validation_error(api_client.get(f"{URL}?{query}"))
+    body = "&".join(["ids=1", *["a=1"] * 1500])
+    response = api_client.post(URL, data=body, content_type="application/x-www-form-urlencoded")
+    assert_validation_error(response)

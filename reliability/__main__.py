@@ -1,0 +1,5 @@
+"""`python -m reliability [--budget full|ci] [--only NAME ...]`."""
+
+from reliability.runner import main
+
+main()
