@@ -33,7 +33,6 @@ EXPOSED_HEADERS = (
     "X-Skipped-Not-Ready, X-Skipped-Not-Found, X-Request-ID"
 )
 RangeReader = Callable[[int, int], Iterable[bytes]]
-_SEND_SIZE = ASGIHandler.chunk_size  # bytes per `http.response.body` message
 
 
 class DownloadDeadlineExceeded(Exception):
@@ -119,8 +118,9 @@ async def aiter_off_event_loop(chunks: Generator[bytes, None, None]) -> AsyncIte
             # Pieces of the handler's own send size (it would slice them so anyway), and the
             # chunk dropped before the next read: the handler's frames hold the last piece
             # they sent while the next one is awaited, so a whole chunk would live twice.
-            for start in range(0, len(chunk), _SEND_SIZE):
-                yield chunk[start : start + _SEND_SIZE]
+            send_size = ASGIHandler.chunk_size  # bytes per `http.response.body` message
+            for start in range(0, len(chunk), send_size):
+                yield chunk[start : start + send_size]
             del chunk
     finally:
         await asyncio.to_thread(close)
