@@ -24,6 +24,12 @@ class GenerationQuerySet(models.QuerySet["Generation"]):
     def owned_by(self, owner: object) -> "GenerationQuerySet":
         return self.filter(owner=owner)
 
+    def missing_checksum(self) -> "GenerationQuerySet":
+        """Rows with a stored video whose size or CRC-32 was never recorded."""
+        return self.exclude(video="").filter(
+            Q(video_size__isnull=True) | Q(video_crc32__isnull=True)
+        )
+
     def purge_due(self, *, cutoff: datetime, now: datetime) -> "GenerationQuerySet":
         """Past `cutoff` and still holding a file or not yet marked, and not leased/backing off."""
         return (

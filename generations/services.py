@@ -1,4 +1,5 @@
-"""Services that write generations: create, attach a video (size and CRC in one pass)."""
+"""Services that write generations: create, attach a video (size and CRC in one pass),
+record the size and CRC of videos stored without them."""
 
 import zlib
 from datetime import datetime
@@ -11,7 +12,7 @@ from django.utils import timezone
 
 from generations.conf import generations_settings
 from generations.models import Generation
-from generations.storage import video_storage
+from generations.storage import iter_video_range, video_storage
 
 
 def generation_create(
@@ -79,4 +80,18 @@ def generation_attach_video(
     generation.save()
     if previous and previous != generation.video.name:
         transaction.on_commit(lambda: video_storage.delete(previous))
+    return generation
+
+
+def generation_record_checksum(*, generation: Generation) -> Generation:
+    """Read a stored video once and record its size and CRC-32 (rows from before they were
+    recorded), so its archives get an exact Content-Length and can be resumed."""
+    crc32 = size = 0
+    for chunk in iter_video_range(generation.video.name, 0, None):
+        crc32 = zlib.crc32(chunk, crc32)
+        size += len(chunk)
+    Generation.objects.filter(pk=generation.pk, video=generation.video.name).update(
+        video_size=size, video_crc32=crc32
+    )
+    generation.video_size, generation.video_crc32 = size, crc32
     return generation
