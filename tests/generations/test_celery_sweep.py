@@ -1,0 +1,102 @@
+"""The expiry sweep as deployed: a real Celery worker with embedded beat consumes the
+scheduled `generations.expire_generations` task (Redis as broker when REDIS_URL is set,
+else the broker-less SQLite transport of `make run`)."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e_server import ROOT
+
+pytestmark = pytest.mark.e2e
+
+SEED = """
+import io
+from datetime import timedelta
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from generations.services import generation_attach_video, generation_create
+owner = get_user_model().objects.create(username="sweep")
+old = generation_create(owner=owner, created_at=timezone.now() - timedelta(hours=3))
+generation_attach_video(generation=old, file=io.BytesIO(b"expired video"))
+live = generation_create(owner=owner)
+generation_attach_video(generation=live, file=io.BytesIO(b"live video"))
+print(old.pk, old.video.name, live.pk, live.video.name)
+"""
+STATE = """
+from generations.models import Generation
+for row in Generation.objects.order_by("pk"):
+    print(row.pk, row.status, row.video.name or "-")
+"""
+
+
+def test_celery_worker_and_beat_purge_expired_videos(tmp_path):
+    # given a project with one generation past expiry + grace, and one live
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(tmp_path / "media"),
+        "EXPIRY_SWEEP_INTERVAL": "1",
+        "CELERY_BEAT_SCHEDULE_FILENAME": str(tmp_path / "beat-schedule"),
+        "CELERY_BROKER_URL": os.environ.get("REDIS_URL")
+        or f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}",
+    }
+
+    def manage(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    manage("migrate", "--noinput")
+    old_id, old_name, live_id, live_name = manage("shell", "-c", SEED).splitlines()[-1].split()
+    videos = tmp_path / "media" / "videos"
+    assert (videos / old_name).exists()
+    # when a worker with embedded beat runs
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "--app",
+            "config",
+            "worker",
+            "--beat",
+            "--pool",
+            "solo",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (videos / old_name).exists() and time.monotonic() < deadline:
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.5)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    # then the expired video is gone and its row says so; the live one is untouched
+    assert not (videos / old_name).exists(), (tmp_path / "worker.log").read_text()[-3000:]
+    rows = [line.split() for line in manage("shell", "-c", STATE).splitlines()]
+    state = {row[0]: row[1:] for row in rows if len(row) == 3 and row[0].isdigit()}
+    assert state[old_id] == ["expired", "-"]
+    assert state[live_id] == ["succeeded", live_name]
+    assert (videos / live_name).exists()
+    assert "generations.expire_generations" in Path(tmp_path / "worker.log").read_text()
