@@ -158,6 +158,23 @@ def _release_database_connection() -> None:
         connection.close()
 
 
+def _streamed(
+    request: HttpRequest,
+    chunks: Iterable[bytes],
+    *,
+    offset: int,
+    context: StreamContext,
+    content_type: str,
+) -> StreamingHttpResponse:
+    """The streaming response over `chunks`: database released, deadline and failure
+    guarded, the first chunk already read."""
+    _release_database_connection()
+    body = _guarded(
+        chunks, offset=offset, context=context, sock=request.META.get("gunicorn.socket")
+    )
+    return _streaming_response(request, _primed(body), content_type=content_type)
+
+
 def _byte_response(
     *,
     request: HttpRequest,
@@ -182,14 +199,9 @@ def _byte_response(
     if request.method == "HEAD":
         response = HttpResponse(content_type=content_type)
     else:
-        _release_database_connection()
-        body = _guarded(
-            read(start, stop),
-            offset=start,
-            context=context,
-            sock=request.META.get("gunicorn.socket"),
+        response = _streamed(
+            request, read(start, stop), offset=start, context=context, content_type=content_type
         )
-        response = _streaming_response(request, _primed(body), content_type=content_type)
     if byte_range is not None:
         response.status_code = 206
         response["Content-Range"] = byte_range.content_range(size)
@@ -237,9 +249,13 @@ def archive_response(
     if request.method == "HEAD":
         response = HttpResponse(content_type="application/zip")
     else:
-        _release_database_connection()
-        body = _guarded(iter_archive_streaming(plan.entries), offset=0, context=context)
-        response = _streaming_response(request, body, content_type="application/zip")
+        response = _streamed(
+            request,
+            iter_archive_streaming(plan.entries),
+            offset=0,
+            context=context,
+            content_type="application/zip",
+        )
     _set_common_headers(response, context=context, headers=headers)
     return response
 
