@@ -4,14 +4,14 @@ They read `settings.GENERATIONS` directly rather than through `generations_setti
 broken dict is reported as a check message instead of an exception at the first request.
 """
 
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from generations.conf import DEFAULTS
+from generations.conf import DEFAULTS, generations_settings
+from rotate.checks import settings_shape_errors
 
 # Counts that must be at least 1; every other int setting must be at least 0.
 _POSITIVE_INTS = frozenset(
@@ -30,13 +30,8 @@ def register_checks() -> None:
     register(check_storage_not_public, Tags.files, Tags.security)
 
 
-def _user_settings() -> Mapping[str, Any] | None:
-    value = getattr(settings, "GENERATIONS", None) or {}
-    return value if isinstance(value, Mapping) else None
-
-
 def _setting(name: str) -> Any:
-    return (_user_settings() or {}).get(name, DEFAULTS[name])
+    return (generations_settings.project_dict() or {}).get(name, DEFAULTS[name])
 
 
 def _settings_error(problem: str, hint: str | None = None) -> Error:
@@ -59,18 +54,7 @@ def _value_problem(key: str, value: Any) -> str | None:
 
 def check_generations_settings(**kwargs: Any) -> list[CheckMessage]:
     """generations.E004: `GENERATIONS` is not a dict, has unknown keys, or wrong value types."""
-    user = _user_settings()
-    if user is None:
-        return [_settings_error("it must be a dict")]
-    errors: list[CheckMessage] = []
-    unknown = sorted(set(user) - set(DEFAULTS))
-    if unknown:
-        errors.append(
-            _settings_error(
-                f"unknown key(s) {', '.join(map(repr, unknown))}",
-                hint=f"Known keys: {', '.join(DEFAULTS)}.",
-            )
-        )
+    user, errors = settings_shape_errors(generations_settings, _settings_error)
     for key, value in user.items():
         if key in DEFAULTS:
             problem = _value_problem(key, value)

@@ -37,12 +37,28 @@ class AppSettings:
             self._cache[attr] = value
         return self._cache[attr]
 
+    @property
+    def setting_name(self) -> str:
+        return self._setting_name
+
+    @property
+    def defaults(self) -> Mapping[str, Any]:
+        return self._defaults
+
+    def project_dict(self) -> Mapping[str, Any] | None:
+        """`settings.<setting_name>` as the project wrote it; None when it is not a mapping."""
+        value = getattr(settings, self._setting_name, None) or {}
+        return value if isinstance(value, Mapping) else None
+
+    def unknown_keys(self, user: Mapping[str, Any]) -> list[str]:
+        return sorted(set(user) - set(self._defaults))
+
     def _user_settings(self) -> Mapping[str, Any]:
         user = getattr(settings, self._setting_name, {}) or {}
-        unknown = set(user) - set(self._defaults)
+        unknown = self.unknown_keys(user)
         if unknown:
             raise ImproperlyConfigured(
-                f"Unknown key(s) in settings.{self._setting_name}: {', '.join(sorted(unknown))}"
+                f"Unknown key(s) in settings.{self._setting_name}: {', '.join(unknown)}"
             )
         return user
 

@@ -5,14 +5,15 @@ dict is reported as a check message instead of an exception at the first request
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from rotate.conf import DEFAULTS
+from rotate.app_settings import AppSettings
+from rotate.conf import DEFAULTS, rotate_settings
 
 # DRF's rate syntax, as `SimpleRateThrottle.parse_rate` reads it: "<n>/<s|m|h|d...>".
 _RATE = re.compile(r"^\d+/[smhd]\w*$")
@@ -38,9 +39,19 @@ def register_checks() -> None:
     register(check_throttle_cache_is_shared, Tags.caches, deploy=True)
 
 
-def _rotate_dict() -> Mapping[str, Any] | None:
-    value = getattr(settings, "ROTATE", None) or {}
-    return value if isinstance(value, Mapping) else None
+def settings_shape_errors(
+    app_settings: AppSettings, error: Callable[..., Error]
+) -> tuple[Mapping[str, Any], list[CheckMessage]]:
+    """The project's settings dict of an app and what is wrong with its shape (not a dict,
+    unknown keys), for the apps' settings checks, which go on to check the values."""
+    user = app_settings.project_dict()
+    if user is None:
+        return {}, [error("it must be a dict")]
+    unknown = app_settings.unknown_keys(user)
+    if not unknown:
+        return user, []
+    problem = f"unknown key(s) {', '.join(map(repr, unknown))}"
+    return user, [error(problem, hint=f"Known keys: {', '.join(app_settings.defaults)}.")]
 
 
 def _settings_error(problem: str, hint: str | None = None) -> Error:
@@ -49,18 +60,7 @@ def _settings_error(problem: str, hint: str | None = None) -> Error:
 
 def check_rotate_settings(**kwargs: Any) -> list[CheckMessage]:
     """rotate.E001: `ROTATE` is not a dict, has unknown keys, or a value of the wrong shape."""
-    user = _rotate_dict()
-    if user is None:
-        return [_settings_error("it must be a dict")]
-    errors: list[CheckMessage] = []
-    unknown = sorted(set(user) - set(DEFAULTS))
-    if unknown:
-        errors.append(
-            _settings_error(
-                f"unknown key(s) {', '.join(map(repr, unknown))}",
-                hint=f"Known keys: {', '.join(DEFAULTS)}.",
-            )
-        )
+    user, errors = settings_shape_errors(rotate_settings, _settings_error)
     rate = user.get("THROTTLE_RATE", DEFAULTS["THROTTLE_RATE"])
     if rate is not None and not (isinstance(rate, str) and _RATE.match(rate)):
         errors.append(
@@ -81,7 +81,7 @@ def check_rotate_settings(**kwargs: Any) -> list[CheckMessage]:
 
 
 def _throttle_cache_alias() -> str | None:
-    user = _rotate_dict()
+    user = rotate_settings.project_dict()
     alias = (user or {}).get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
     return alias if isinstance(alias, str) else None
 
