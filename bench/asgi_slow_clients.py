@@ -123,10 +123,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--archive-mib", type=int, default=200)
     parser.add_argument(
-        "--read-chunk-kib", type=int, default=256, help="the server's READ_CHUNK_SIZE"
+        "--read-chunk-kib",
+        type=int,
+        default=None,
+        help="the server's READ_CHUNK_SIZE (default: the project's, as in the full download)",
     )
     args = parser.parse_args()
-    os.environ["READ_CHUNK_SIZE"] = str(args.read_chunk_kib * 1024)
+    if args.read_chunk_kib:
+        os.environ["READ_CHUNK_SIZE"] = str(args.read_chunk_kib * 1024)
     with tempfile.TemporaryDirectory(prefix="asgi-slow-clients-") as workdir:
         server, process = start_uvicorn(Path(workdir))
         try:

@@ -36,7 +36,7 @@ DEFAULTS = {
     "S3_READ_TIMEOUT": timedelta(seconds=20),
     "S3_READ_ATTEMPTS": 4,
     "S3_RETRY_BACKOFF": timedelta(milliseconds=100),
-    "S3_PREFETCH": 8,
+    "S3_PREFETCH": 32,
     "S3_MAX_CONNECTIONS": 128,
 }
 

@@ -25,6 +25,7 @@ from generations.archive import ArchiveReadError, iter_archive_streaming
 from generations.conf import generations_settings
 from generations.plans import ArchivePlan, archive_filename
 from generations.ranges import requested_range
+from generations.storage import requested_read_size
 
 logger = logging.getLogger(__name__)
 
@@ -94,35 +95,94 @@ def _guarded(
         raise
 
 
+class _HopSize:
+    """Bytes to read per worker-thread hop, adapted to the client's pace like a TCP window.
+
+    Each hop costs a thread handoff (tens of microseconds), so a fast client gets few large
+    reads; a hop stays in memory until the client takes it, so a slow one gets small reads.
+    Doubles while the client takes hops at FAST_CLIENT or faster, else halves. A fresh
+    connection's socket buffers swallow megabytes at once whatever the client's pace, so no
+    hop grows past an equal share of READ_BUDGET among the downloads in progress: many
+    clients together hold about that much, while a lone fast one gets the largest hop.
+    """
+
+    SMALLEST = 64 * 1024
+    FAST_CLIENT = 64 * 10**6  # bytes per second
+    READ_BUDGET = 32 * 1024 * 1024
+    _lock = threading.Lock()
+    _downloads = 0  # in progress in this process
+
+    def __init__(self, largest: int) -> None:
+        self.largest = max(largest, self.SMALLEST)
+        self.size = self.SMALLEST
+
+    def __enter__(self) -> "_HopSize":
+        with self._lock:
+            _HopSize._downloads += 1
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            _HopSize._downloads -= 1
+
+    def adapt(self, *, sent: int, seconds: float) -> None:
+        fair_share = max(self.READ_BUDGET // max(self._downloads, 1), self.SMALLEST)
+        if sent >= self.FAST_CLIENT * seconds:
+            self.size = min(self.size * 2, self.largest, fair_share)
+        else:
+            self.size = max(min(self.size // 2, fair_share), self.SMALLEST)
+
+
 async def aiter_off_event_loop(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
-    """Advance a blocking chunk generator in worker threads, one chunk per hop.
+    """Advance a blocking chunk generator in worker threads, a hop of reads at a time.
 
     Django's ASGI handler reads a sync iterator to the end into memory before sending the
-    first byte; this keeps one chunk in flight and the event loop free of storage reads.
-    A failure raises through the ASGI handler, so the server aborts the connection. When the
-    response task is cancelled (client gone), the generator is closed once its in-flight
-    step returns: the lock keeps `close()` from racing a `next()` running in another thread.
+    first byte; this keeps the event loop free of storage reads and at most two hops in
+    memory: the next hop is read while the server sends this one, and an empty message after
+    each hop returns only once the server has taken it (servers apply backpressure before
+    accepting a message). Stored videos are read in pieces of the hop's size
+    (`storage.requested_read_size`), never larger than the handler's message size, so it
+    sends them without slicing (a copy). A failure raises through the ASGI handler, so the
+    server aborts the connection. When the response task is cancelled (client gone), the
+    generator is closed once its in-flight hop returns: the lock keeps `close()` from racing
+    a `next()` running in another thread.
     """
     lock = threading.Lock()
 
-    def advance() -> bytes | None:
+    def advance(budget: int) -> list[bytes]:
+        pieces: list[bytes] = []
         with lock:
-            return next(chunks, None)
+            while budget > 0:
+                requested_read_size.set(budget)  # in this hop's copy of the context
+                if (chunk := next(chunks, None)) is None:
+                    break
+                if chunk:
+                    pieces.append(chunk)
+                    budget -= len(chunk)
+        return pieces
 
     def close() -> None:
         with lock:
             chunks.close()
 
+    def read_ahead(size: int) -> "asyncio.Task[list[bytes]]":
+        return asyncio.ensure_future(asyncio.to_thread(advance, size))
+
+    reading: asyncio.Task[list[bytes]] | None = None
     try:
-        while (chunk := await asyncio.to_thread(advance)) is not None:
-            # Pieces of the handler's own send size (it would slice them so anyway), and the
-            # chunk dropped before the next read: the handler's frames hold the last piece
-            # they sent while the next one is awaited, so a whole chunk would live twice.
-            send_size = ASGIHandler.chunk_size  # bytes per `http.response.body` message
-            for start in range(0, len(chunk), send_size):
-                yield chunk[start : start + send_size]
-            del chunk
+        with _HopSize(largest=ASGIHandler.chunk_size) as hop:
+            reading = read_ahead(hop.size)
+            while pieces := await reading:
+                sent = sum(map(len, pieces))
+                started = time.monotonic()
+                while pieces:
+                    yield pieces.pop(0)  # dropped once sent: a held piece would live twice
+                reading = read_ahead(hop.size)
+                yield b""  # returns once the server has taken the hop
+                hop.adapt(sent=sent, seconds=time.monotonic() - started)
     finally:
+        if reading is not None:  # the client is gone or the body failed
+            reading.cancel()  # drops the hop read ahead, and its error if it failed
         await asyncio.to_thread(close)
 
 

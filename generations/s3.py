@@ -23,6 +23,7 @@ from storages.utils import clean_name
 
 from generations.archive import Opener
 from generations.conf import generations_settings
+from generations.storage import requested_read_size
 
 # A dropped connection, a timeout or a cut body may succeed on another attempt.
 _TRANSIENT_ERRORS = (ConnectionError, HTTPClientError, IncompleteReadError)
@@ -227,7 +228,8 @@ class S3VideoReader:
                             body = stored.get(position, end, etag)
                         # a body started ahead runs to the object's end, past `stop`
                         etag, end = body.etag, body.end if stop is None else min(body.end, stop)
-                    chunk = body.stream.read(min(self._chunk_size, end - position))
+                    wanted = requested_read_size.get() or self._chunk_size
+                    chunk = body.stream.read(min(wanted, end - position))
                 except Exception as exc:
                     if not _is_transient(exc):
                         raise

@@ -3,6 +3,7 @@ the openers that read stored videos in chunks for the "stream" step."""
 
 import sys
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -31,6 +32,10 @@ class VideoStorage(LazyObject):
 
 
 video_storage: Storage = VideoStorage()  # type: ignore[assignment]
+
+# Bytes the consumer wants from the next read of a stored video, where it sizes reads to the
+# client's pace (the ASGI stream, `responses.aiter_off_event_loop`); unset: READ_CHUNK_SIZE.
+requested_read_size: ContextVar[int | None] = ContextVar("requested_read_size", default=None)
 
 
 def get_video_storage() -> Storage:
@@ -71,12 +76,13 @@ def iter_video_range(name: str, start: int, stop: int | None) -> Iterator[bytes]
 
 
 def _iter_file_range(storage: Storage, name: str, start: int, stop: int | None) -> Iterator[bytes]:
-    chunk_size = generations_settings.READ_CHUNK_SIZE
+    default_size = generations_settings.READ_CHUNK_SIZE
     with storage.open(name, "rb") as file:
         if start:
             file.seek(start)
         remaining = None if stop is None else stop - start
         while remaining is None or remaining > 0:
+            chunk_size = requested_read_size.get() or default_size
             chunk = file.read(chunk_size if remaining is None else min(chunk_size, remaining))
             if not chunk:
                 if remaining:

@@ -1,6 +1,7 @@
 """Downloads under ASGI: a true async body, in process (AsyncClient) and through uvicorn."""
 
 import asyncio
+import gc
 import http.client
 import io
 import logging
@@ -21,8 +22,8 @@ from django.test import AsyncClient
 
 from generations.archive import ArchiveReadError
 from generations.models import Generation
-from generations.responses import aiter_off_event_loop
-from generations.storage import video_storage
+from generations.responses import _HopSize, aiter_off_event_loop
+from generations.storage import iter_video_range, video_storage
 from tests.e2e_server import LiveServer, start_gunicorn, start_uvicorn
 from tests.factories import GenerationFactory
 from tests.zip_readers import assert_archive_valid
@@ -33,9 +34,8 @@ MiB = 1024 * 1024
 # --- the adapter ----------------------------------------------------------------------
 
 
-def test_aiter_off_event_loop_reads_in_worker_threads_and_yields_send_sized_pieces():
-    send_size = ASGIHandler.chunk_size
-    big = os.urandom(2 * send_size + 5)
+def test_aiter_off_event_loop_reads_in_worker_threads_and_waits_for_the_server_after_each_hop():
+    big = os.urandom(2 * MiB + 5)
     threads: list[int] = []
 
     def chunks() -> Generator[bytes, None, None]:
@@ -47,13 +47,116 @@ def test_aiter_off_event_loop_reads_in_worker_threads_and_yields_send_sized_piec
         return [chunk async for chunk in aiter_off_event_loop(chunks())], threading.get_ident()
 
     received, loop_thread = asyncio.run(consume())
-    assert received == [b"ab", big[:send_size], big[send_size : 2 * send_size], big[-5:]]
+    # one hop of 64 KiB asked for: two chunks (the empty one dropped), then the empty message
+    # that returns once the server has taken them
+    assert received == [b"ab", big, b""]
     assert loop_thread not in threads
 
 
-def test_aiter_off_event_loop_raises_the_generators_failure():
+def test_aiter_off_event_loop_reads_local_files_in_hops_that_grow_for_a_fast_client(
+    settings, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(ASGIHandler, "chunk_size", 2 * MiB)  # config/asgi.py sets 4 MiB
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "videos": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        },
+    }
+    settings.GENERATIONS = {"STORAGE_ALIAS": "videos", "READ_CHUNK_SIZE": 1000}
+    data = os.urandom(5 * MiB)
+    (tmp_path / "clip.mp4").write_bytes(data)
+
+    async def consume() -> list[bytes]:
+        body = aiter_off_event_loop(iter(iter_video_range("clip.mp4", 0, None)))
+        return [chunk async for chunk in body]
+
+    received = asyncio.run(consume())
+    assert b"".join(received) == data
+    sizes = [len(chunk) for chunk in received if chunk]
+    # READ_CHUNK_SIZE is for sync servers; here each read is one hop, doubling from 64 KiB,
+    # one hop late: the next hop is read while this one is sent
+    KiB = 1024
+    assert sizes[:7] == [64 * KiB, 64 * KiB, 128 * KiB, 256 * KiB, 512 * KiB, MiB, 2 * MiB]
+    assert max(sizes) == ASGIHandler.chunk_size
+
+
+def test_aiter_off_event_loop_reads_one_hop_ahead_and_no_further():
+    produced = 0
+
     def chunks() -> Generator[bytes, None, None]:
-        yield b"first"
+        nonlocal produced
+        while True:
+            produced += 1
+            yield bytes(64 * 1024)  # one whole first hop
+
+    async def scenario() -> None:
+        body = aiter_off_event_loop(chunks())
+        assert len(await anext(body)) == 64 * 1024
+        assert await anext(body) == b""  # hop 1 handed over; hop 2 is being read meanwhile
+        await asyncio.sleep(0.2)  # a client that takes nothing more for a while
+        assert produced == 2
+        await body.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_aiter_off_event_loop_drops_the_failure_of_a_hop_read_ahead_when_the_client_leaves():
+    def chunks() -> Generator[bytes, None, None]:
+        yield bytes(64 * 1024)
+        raise OSError("storage gone")
+
+    unhandled: list[dict] = []
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, context: unhandled.append(context)
+        )
+        body = aiter_off_event_loop(chunks())
+        await anext(body)
+        await anext(body)  # the read ahead fails meanwhile
+        await asyncio.sleep(0.1)
+        await body.aclose()  # the client left: nobody will send that hop
+
+    asyncio.run(scenario())
+    gc.collect()
+    assert unhandled == []
+
+
+def test_hop_size_doubles_for_a_fast_client_and_halves_for_a_slow_one():
+    with _HopSize(largest=4 * MiB) as hop:
+        for _ in range(10):
+            hop.adapt(sent=hop.size, seconds=0.0001)  # 655 MB/s and more
+        assert hop.size == 4 * MiB
+        hop.adapt(sent=hop.size, seconds=1.0)  # 4 MB/s
+        assert hop.size == 2 * MiB
+        for _ in range(10):
+            hop.adapt(sent=hop.size, seconds=1.0)
+        assert hop.size == _HopSize.SMALLEST
+
+
+def test_hop_sizes_share_the_read_budget_among_the_downloads_in_progress():
+    hops = [_HopSize(largest=4 * MiB).__enter__() for _ in range(1000)]
+    try:
+        fast = hops[0]
+        for _ in range(10):
+            fast.adapt(sent=fast.size, seconds=0.0)  # a fresh socket swallows it all at once
+        assert fast.size == _HopSize.SMALLEST  # 32 MiB / 1000 downloads < 64 KiB
+        for hop in hops[1:]:
+            hop.__exit__(None, None, None)
+        for _ in range(10):
+            fast.adapt(sent=fast.size, seconds=0.0)
+        assert fast.size == 4 * MiB
+    finally:
+        hops[0].__exit__(None, None, None)
+
+
+def test_aiter_off_event_loop_raises_the_generators_failure():
+    first = os.urandom(64 * 1024)  # fills the first hop
+
+    def chunks() -> Generator[bytes, None, None]:
+        yield first
         raise OSError("storage gone")
 
     async def consume(received: list[bytes]) -> None:
@@ -63,7 +166,7 @@ def test_aiter_off_event_loop_raises_the_generators_failure():
     received: list[bytes] = []
     with pytest.raises(OSError, match="storage gone"):
         asyncio.run(consume(received))
-    assert received == [b"first"]
+    assert received == [first, b""]
 
 
 def test_aiter_off_event_loop_closes_the_generator_after_its_step_when_cancelled():

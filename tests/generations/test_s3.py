@@ -20,7 +20,7 @@ import pytest
 from generations.archive import ArchiveReadError, archive_layout_build
 from generations.models import Generation
 from generations.plans import archive_plan_build
-from generations.storage import video_openers
+from generations.storage import requested_read_size, video_openers
 from tests.conftest import REQUIRE_SERVICES
 from tests.factories import GenerationFactory
 from tests.latency_proxy import LatencyProxy, latency_proxy
@@ -202,6 +202,20 @@ def test_s3_single_video_full_and_range(api_client, user, bucket, no_storage_ope
     response = api_client.get(url, HTTP_RANGE="bytes=70000-199999")
     assert response.status_code == 206
     assert body_of(response) == data[70_000:200_000]
+
+
+def test_s3_reads_follow_the_requested_read_size(user, bucket, no_storage_open):
+    # the ASGI stream asks for reads of its hop's size instead of READ_CHUNK_SIZE
+    [(generation, data)] = make_videos(user, [250_000])
+    [opener] = video_openers([generation.video.name])
+    chunks = iter(opener(0, None))
+    token = requested_read_size.set(100_000)
+    try:
+        received = list(chunks)
+    finally:
+        requested_read_size.reset(token)
+    assert b"".join(received) == data
+    assert [len(chunk) for chunk in received] == [100_000, 100_000, 50_000]  # not CHUNK
 
 
 def test_s3_single_video_shorter_than_recorded_raises(api_client, user, bucket):
