@@ -6,7 +6,8 @@
 `--workers N` (or WEB_CONCURRENCY) adds processes; `--lifespan off` because Django speaks
 no lifespan protocol; without a graceful-shutdown timeout a restart waits for the longest
 download (gunicorn's `graceful_timeout` is 30 s too). Downloads stream as async iterators
-under ASGI (`generations.responses.aiter_off_event_loop`), so memory stays flat.
+under ASGI (`generations.responses.aiter_off_event_loop`), read in worker threads in hops
+sized to each client's pace, so memory stays flat and bounded per process.
 """
 
 import os
