@@ -14,15 +14,14 @@ from typing import Any
 
 from django.core import signing
 from django.utils import timezone
-from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from generations.conf import generations_settings
 from generations.serializers import download_ids_from_query
+from rotate.authentication import ApiKeyAuthentication
 from rotate.exceptions import ValidationFailed
 from rotate.models import ApiKey
-from rotate.services import api_key_record_use
 
 TOKEN_PARAM = "token"  # noqa: S105 (the name of the query parameter)
 _SALT = "generations.links.download"
@@ -93,7 +92,7 @@ def download_link_verify(*, token: str, ids: Sequence[int]) -> ApiKey | None:
     return api_key
 
 
-class SignedLinkAuthentication(BaseAuthentication):
+class SignedLinkAuthentication(ApiKeyAuthentication):
     """Authenticates E2 by its `token` query parameter; only consulted without a bearer key.
 
     `request.auth` is the key the link was issued with, so the per-key throttle and the
@@ -108,11 +107,4 @@ class SignedLinkAuthentication(BaseAuthentication):
             ids = download_ids_from_query(request.query_params)
         except ValidationFailed:
             raise AuthenticationFailed() from None  # a token is only valid with its own IDs
-        api_key = download_link_verify(token=token, ids=ids)
-        if api_key is None:
-            raise AuthenticationFailed()
-        api_key_record_use(api_key=api_key)
-        return api_key.owner, api_key
-
-    def authenticate_header(self, request: Request) -> str:
-        return "Bearer"
+        return self.authenticated(download_link_verify(token=token, ids=ids))

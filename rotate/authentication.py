@@ -15,7 +15,21 @@ from rotate.selectors import api_key_get_active
 from rotate.services import api_key_record_use
 
 
-class BearerKeyAuthentication(BaseAuthentication):
+class ApiKeyAuthentication(BaseAuthentication):
+    """What every way of presenting an API key shares: the 401, the use stamp, the user."""
+
+    def authenticated(self, api_key: ApiKey | None) -> tuple[Any, ApiKey]:
+        if api_key is None:
+            raise AuthenticationFailed()
+        api_key_record_use(api_key=api_key)
+        return api_key.owner, api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        # Without it DRF turns every 401 into a 403.
+        return "Bearer"
+
+
+class BearerKeyAuthentication(ApiKeyAuthentication):
     keyword = b"bearer"
 
     def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
@@ -29,12 +43,4 @@ class BearerKeyAuthentication(BaseAuthentication):
             raw_key = parts[1].decode("ascii")
         except UnicodeDecodeError:
             raise AuthenticationFailed() from None
-        api_key = api_key_get_active(raw_key=raw_key)
-        if api_key is None:
-            raise AuthenticationFailed()
-        api_key_record_use(api_key=api_key)
-        return api_key.owner, api_key
-
-    def authenticate_header(self, request: Request) -> str:
-        # Without it DRF turns every 401 into a 403.
-        return "Bearer"
+        return self.authenticated(api_key_get_active(raw_key=raw_key))

@@ -270,22 +270,6 @@ def test_generation_video_foreign_expired_looks_missing_too(api_client, other_us
     assert foreign_response.content == missing_response.content
 
 
-@pytest.mark.parametrize("generation_id", [0, 2**63, 10**19 - 1, 2**63 - 1])
-def test_generation_video_out_of_range_id_is_404(api_client, generation_id):
-    response = api_client.get(video_url(generation_id))
-
-    body = assert_envelope(response, status=404, code=4006)
-    assert body["error"]["meta"]["resource"] == "generation"
-
-
-@pytest.mark.parametrize("generation_id", [10**19, 10**30])
-def test_generation_video_overlong_id_is_an_envelope_404(api_client, generation_id):
-    response = api_client.get(video_url(generation_id))
-
-    body = assert_envelope(response, status=404, code=4006)
-    assert body["error"]["meta"]["resource"] == "generation"
-
-
 @pytest.mark.parametrize(
     "status",
     [
