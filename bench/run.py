@@ -13,12 +13,14 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from processes import cpu_seconds, free_port, peak_rss_mb, process_tree, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.s3_server: moto's S3 server, shared with the S3 tests
 RESULTS = ROOT / "bench" / "results"
 WORK = RESULTS / "tmp"
 PYTHON = sys.executable
@@ -246,6 +248,17 @@ def bench_full_download(results: dict) -> None:
         results["_full_server"] = {"auth": auth, "url": zip_url}
         for name, command in extra_servers().items():
             results[name] = bench_other_server(server, command, zip_url, auth, size, nginx_port)
+        with videos_on_s3(server) as (s3_env, object_urls):
+            results["s3_full_download"] = bench_other_server(
+                server,
+                server.command,
+                zip_url,
+                auth,
+                size,
+                nginx_port,
+                env=s3_env,
+                anchors={"s3_alone": lambda: curl_all(object_urls)},
+            )
     finally:
         server.stop()
         nginx.terminate()
@@ -270,11 +283,51 @@ def extra_servers() -> dict[str, list[str]]:
     return servers
 
 
+@contextmanager
+def videos_on_s3(seeded_server: Server) -> Iterator[tuple[dict[str, str], list[str]]]:
+    """The seeded videos copied to a bucket of moto's S3 server on loopback, under the same
+    names; yields the environment that makes the reference project read them from there,
+    and the objects' URLs (moto serves unsigned GETs) for timing the S3 server alone."""
+    from tests.s3_server import CREDENTIALS, REGION, bucket_create, moto_server, s3_admin_client
+
+    location = Path(seeded_server.env["MEDIA_ROOT"]) / "videos"
+    with moto_server() as endpoint_url:
+        bucket = bucket_create(endpoint_url)
+        client = s3_admin_client(endpoint_url)
+        keys = [path.relative_to(location).as_posix() for path in sorted(location.rglob("*.mp4"))]
+        for key in keys:
+            client.upload_file(str(location / key), bucket, key)
+        environment = {
+            "AWS_STORAGE_BUCKET_NAME": bucket,
+            "AWS_S3_ENDPOINT_URL": endpoint_url,
+            "AWS_ACCESS_KEY_ID": CREDENTIALS["access_key"],
+            "AWS_SECRET_ACCESS_KEY": CREDENTIALS["secret_key"],
+            "AWS_DEFAULT_REGION": REGION,
+        }
+        yield environment, [f"{endpoint_url}/{bucket}/{key}" for key in keys]
+
+
+def curl_all(urls: list[str]) -> float:
+    """Wall time of one curl fetching every URL in turn over one connection, to /dev/null."""
+    started = time.perf_counter()
+    subprocess.run(["curl", "-sSf", *urls], stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
 def bench_other_server(
-    seeded_server: Server, command: list[str], zip_url: str, auth: str, size: int, nginx_port: int
+    seeded_server: Server,
+    command: list[str],
+    zip_url: str,
+    auth: str,
+    size: int,
+    nginx_port: int,
+    env: dict[str, str] | None = None,
+    anchors: dict[str, Callable[[], float]] | None = None,
 ) -> dict:
+    """The seeded archive through another server or storage, alternating with nginx and with
+    any further `anchors` (name → seconds of one run)."""
     other = Server("full", command)
-    other.env = {**seeded_server.env, "PORT": str(other.port)}
+    other.env = {**seeded_server.env, **(env or {}), "PORT": str(other.port)}
     other.start()
     url = zip_url.replace(f":{seeded_server.port}/", f":{other.port}/")
     try:
@@ -283,11 +336,18 @@ def bench_other_server(
             ROUNDS,
             app=lambda: curl(url, auth)["seconds"],
             nginx=lambda: curl(f"http://127.0.0.1:{nginx_port}/archive.zip")["seconds"],
+            **(anchors or {}),
         )
+        app_median = statistics.median(times["app"])
         return {
             "seconds": summary(times["app"]),
             "nginx_seconds": summary(times["nginx"]),
-            "ratio_to_nginx": statistics.median(times["app"]) / statistics.median(times["nginx"]),
+            "ratio_to_nginx": app_median / statistics.median(times["nginx"]),
+            **{
+                f"ratio_to_{name}": app_median / statistics.median(times[name])
+                for name in anchors or {}
+            },
+            **{f"{name}_seconds": summary(times[name]) for name in anchors or {}},
             "server_peak_rss_mb": peak_rss_mb(other.pids()),
         }
     finally:
@@ -400,6 +460,22 @@ def ratio_rows(results: dict) -> list[tuple[str, str, str, float | None]]:
     if "asgi_full_download" in results:
         ratio = results["asgi_full_download"]["ratio_to_nginx"]
         rows.append(("uvicorn (ASGI) ÷ nginx, full download", f"{ratio:.3f}", "≤ 1.25", ratio))
+    if "s3_full_download" in results:
+        s3 = results["s3_full_download"]
+        rows += [
+            (
+                "gunicorn on S3 (moto) ÷ nginx, full download",
+                f"{s3['ratio_to_nginx']:.3f}",
+                "",
+                s3["ratio_to_nginx"],
+            ),
+            (
+                "gunicorn on S3 ÷ the same objects from moto by curl",
+                f"{s3['ratio_to_s3_alone']:.3f}",
+                "",
+                s3["ratio_to_s3_alone"],
+            ),
+        ]
     for name, key, target in (("s3_latency", "ratio", "≤ 1.2"),):
         if name in results and key in results[name]:
             ratio = results[name][key]
