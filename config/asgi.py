@@ -17,7 +17,7 @@ from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 # Django sends streamed bodies in 64 KiB messages and slices (copies) larger parts to that
-# size. Downloads read local files in hops of up to this size, sized to the client's pace
+# size. Downloads read stored videos in hops of up to this size, sized to the client's pace
 # (`generations.responses.aiter_off_event_loop`): 4 MiB lets a fast client take ~500
 # messages per 2 GB instead of ~32,000, while a slow one is still read 64 KiB at a time.
 ASGIHandler.chunk_size = 4 * 1024 * 1024
