@@ -28,11 +28,13 @@ DEFAULTS = {
     "PURGE_RETRY_BACKOFF": timedelta(minutes=1),
     # S3 reads (when the storage is django-storages' S3Storage): socket timeouts of every
     # request; attempts per object without progress before a read gives up, and the first
-    # pause between them (doubling); how many of the next objects are requested while one
-    # streams, so per-request latency hides behind transfers even for small objects (only
-    # their headers are held; 32 hide 20 ms per request behind 256 KiB objects read at
-    # ~400 objects/s, see bench/s3_latency.py); and the connections kept open per process
-    # (a download uses up to 1 + S3_PREFETCH).
+    # pause between them (doubling); at most how many of the next objects are requested
+    # while one streams, so per-request latency hides behind transfers even for small
+    # objects (only their headers are held; a download requests as many as twice the
+    # latency covers at its pace, so large objects or slow clients use few: 20 ms per
+    # request behind 256 KiB objects read at ~400 objects/s takes 16, see
+    # bench/s3_latency.py); and the connections kept open per process (a download uses up
+    # to 1 + S3_PREFETCH).
     "S3_CONNECT_TIMEOUT": timedelta(seconds=5),
     "S3_READ_TIMEOUT": timedelta(seconds=20),
     "S3_READ_ATTEMPTS": 4,

@@ -5,6 +5,7 @@ the first byte, resumed mid-object pinned to the ETag, and the next objects requ
 so that their latency overlaps the current transfer.
 """
 
+import math
 import threading
 import time
 import weakref
@@ -76,11 +77,13 @@ def s3_client(storage: S3Storage) -> BaseClient:
 
 @dataclass(frozen=True, slots=True)
 class _Body:
-    """An open GetObject body and the object offset just past its last byte."""
+    """An open GetObject body, the object offset just past its last byte, and how long the
+    response took to arrive."""
 
     stream: StreamingBody
     etag: str
     end: int
+    latency: float  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +101,19 @@ class _StoredObject:
             request["Range"] = f"bytes={start}-{'' if stop is None else stop - 1}"
         if etag is not None:
             request["IfMatch"] = etag
+        started = time.monotonic()
         try:
             response = self.client.get_object(**request)
         except ClientError as exc:
             if etag is not None and _error_code(exc) == "PreconditionFailed":
                 raise StoredVideoChanged(f"s3://{self.bucket}/{self.key} changed mid-read") from exc
             raise
-        return _Body(response["Body"], response["ETag"], start + response["ContentLength"])
+        return _Body(
+            response["Body"],
+            response["ETag"],
+            start + response["ContentLength"],
+            latency=time.monotonic() - started,
+        )
 
 
 def _error_code(exc: ClientError) -> str | None:
@@ -184,9 +193,15 @@ class S3VideoReader:
     """Openers for an ordered list of stored videos, one download's worth.
 
     When opener k reads its entry to the end, the download goes on into the next entries, so
-    GetObject for entries k+1 … k+S3_PREFETCH starts on other threads. Only their response
-    headers are held: the bodies wait in socket buffers, so memory stays bounded.
+    GetObject for the next `depth` entries starts on other threads. Only their response
+    headers are held: the bodies wait in socket buffers, so memory stays bounded. The depth
+    follows Little's law: responses in flight = latency × entries read per second, doubled
+    for jitter, between 2 and S3_PREFETCH (FIRST_DEPTH until both are measured). Small
+    objects behind slow responses get a deep window; large ones, or a slow client, few
+    connections.
     """
+
+    FIRST_DEPTH = 8
 
     def __init__(self, storage: S3Storage, names: Sequence[str]) -> None:
         client = s3_client(storage)
@@ -196,6 +211,9 @@ class S3VideoReader:
             parameters = _filter_download_params(storage.get_object_parameters(key))
             self._objects.append(_StoredObject(client, storage.bucket_name, key, parameters))
         self._prefetch = generations_settings.S3_PREFETCH
+        self._depth = min(self.FIRST_DEPTH, self._prefetch)
+        self._latency: float | None = None  # of the last response, seconds
+        self._entry_started: float | None = None  # when the last entry was opened
         self._chunk_size = generations_settings.READ_CHUNK_SIZE
         self._attempts = generations_settings.S3_READ_ATTEMPTS
         self._backoff = generations_settings.S3_RETRY_BACKOFF.total_seconds()
@@ -212,6 +230,7 @@ class S3VideoReader:
     def _read(self, index: int, start: int, stop: int | None) -> Iterator[bytes]:
         """Bytes [start, stop) of entry `index` (to its end if stop is None); short → OSError."""
         stored = self._objects[index]
+        self._adapt_depth()
         ahead = self._look_ahead(index, start, stop)
         body: _Body | None = None
         position, end, etag = start, stop, None
@@ -226,6 +245,7 @@ class S3VideoReader:
                             body = pending.result()
                         else:
                             body = stored.get(position, end, etag)
+                        self._latency = body.latency
                         # a body started ahead runs to the object's end, past `stop`
                         etag, end = body.etag, body.end if stop is None else min(body.end, stop)
                     wanted = requested_read_size.get() or self._chunk_size
@@ -260,6 +280,15 @@ class S3VideoReader:
             if not finished:  # failed or abandoned: the download is over
                 self.close()
 
+    def _adapt_depth(self) -> None:
+        """Called as each entry opens: enough responses in flight to cover the latency."""
+        now = time.monotonic()
+        if self._latency is not None and self._entry_started is not None:
+            pace = max(now - self._entry_started, 1e-6)  # seconds per entry
+            needed = math.ceil(2 * self._latency / pace)
+            self._depth = max(2, min(needed, self._prefetch))
+        self._entry_started = now
+
     def _look_ahead(self, index: int, start: int, stop: int | None) -> "Future[_Body] | None":
         """Start GetObject for the entries after `index` that will be read; return the one
         started earlier for `index` itself, if it fits [start, stop)."""
@@ -268,7 +297,7 @@ class S3VideoReader:
             _drop(ahead)
             ahead = None
         if stop is None:  # read to its end, so the download goes on into the next entries
-            last = min(index + self._prefetch, len(self._objects) - 1)
+            last = min(index + self._depth, len(self._objects) - 1)
             for following in range(index + 1, last + 1):
                 get = partial(self._objects[following].get, 0, None, None)
                 self._prefetches.start(following, get)

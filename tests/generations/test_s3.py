@@ -20,6 +20,7 @@ import pytest
 from generations.archive import ArchiveReadError, archive_layout_build
 from generations.models import Generation
 from generations.plans import archive_plan_build
+from generations.s3 import S3VideoReader
 from generations.storage import requested_read_size, video_openers
 from tests.conftest import REQUIRE_SERVICES
 from tests.factories import GenerationFactory
@@ -316,6 +317,42 @@ def test_s3_next_objects_are_requested_while_one_streams(user, bucket, proxy):
     assert b"".join(openers[1](0, None)) == videos[1][1]
     wait_for(lambda: bool(gets_of(proxy, generations[3])))
     assert [len(gets_of(proxy, g)) for g in generations[:4]] == [1, 1, 1, 1]
+
+
+def test_s3_prefetch_covers_the_latency_of_small_objects_read_fast(user, bucket, proxy, settings):
+    settings.GENERATIONS = {**settings.GENERATIONS, "S3_PREFETCH": 16}
+    videos = make_videos(user, [1000] * 30)
+    generations = [generation for generation, _ in videos]
+    openers = video_openers([generation.video.name for generation in generations])
+    proxy.latency = 0.05  # far longer than reading a 1000-byte entry
+    proxy.requests.clear()
+    # when entries 0-2 are read back to back (8 requested ahead at first: 1-8)
+    for index in range(3):
+        assert b"".join(openers[index](0, None)) == videos[index][1]
+    # then the window outgrows FIRST_DEPTH (2 × 50 ms of latency covers many such entries),
+    # up to S3_PREFETCH: entry 3 opened, at most entry 19 is requested
+    next(iter(openers[3](0, None)))
+    wait_for(lambda: bool(gets_of(proxy, generations[3 + S3VideoReader.FIRST_DEPTH + 1])))
+    time.sleep(0.1)
+    assert not gets_of(proxy, generations[20])
+
+
+def test_s3_prefetch_stays_shallow_for_a_slow_reader(user, bucket, proxy, settings):
+    settings.GENERATIONS = {**settings.GENERATIONS, "S3_PREFETCH": 16}
+    videos = make_videos(user, [1000] * 30)
+    generations = [generation for generation, _ in videos]
+    openers = video_openers([generation.video.name for generation in generations])
+    proxy.latency = 0.01
+    proxy.requests.clear()
+    # when each entry takes 0.15 s to read, far longer than a response takes
+    for index in range(10):
+        assert b"".join(openers[index](0, None)) == videos[index][1]
+        time.sleep(0.15)
+    # then a few requests ahead suffice (2, or 4 on a busy machine), not FIRST_DEPTH:
+    # entry 9 asked for entry 11 but not for 14
+    wait_for(lambda: bool(gets_of(proxy, generations[11])))
+    time.sleep(0.1)
+    assert not gets_of(proxy, generations[14])
 
 
 def test_s3_range_starting_in_entry_k_prefetches_only_after_k(user, bucket, proxy):
