@@ -7,11 +7,12 @@ iterator whose storage reads run in worker threads (`aiter_off_event_loop`).
 """
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -133,7 +134,9 @@ class _HopSize:
             self.size = max(min(self.size // 2, fair_share), self.SMALLEST)
 
 
-async def aiter_off_event_loop(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+async def aiter_off_event_loop(
+    chunks: Generator[bytes, None, None], *, time_limit: float | None = None
+) -> AsyncIterator[bytes]:
     """Advance a blocking chunk generator in worker threads, a hop of reads at a time.
 
     Django's ASGI handler reads a sync iterator to the end into memory before sending the
@@ -146,6 +149,11 @@ async def aiter_off_event_loop(chunks: Generator[bytes, None, None]) -> AsyncIte
     server aborts the connection. When the response task is cancelled (client gone), the
     generator is closed once its in-flight hop returns: the lock keeps `close()` from racing
     a `next()` running in another thread.
+
+    A client that stops reading parks the response in the server's send, where no chunk
+    comes to `_guarded`'s deadline check; after `time_limit` seconds the response task is
+    cancelled, so the server ends the response short, and DownloadDeadlineExceeded is
+    raised inside the generator, so the stream logs it.
     """
     lock = threading.Lock()
 
@@ -161,17 +169,19 @@ async def aiter_off_event_loop(chunks: Generator[bytes, None, None]) -> AsyncIte
                     budget -= len(chunk)
         return pieces
 
-    def close() -> None:
+    def close(expired: bool) -> None:
         with lock:
+            if expired:
+                with contextlib.suppress(DownloadDeadlineExceeded):
+                    chunks.throw(DownloadDeadlineExceeded("download deadline passed"))
             chunks.close()
 
     def read_ahead(size: int) -> "asyncio.Task[list[bytes]]":
         return asyncio.ensure_future(asyncio.to_thread(advance, size))
 
-    reading: asyncio.Task[list[bytes]] | None = None
-    try:
-        with _HopSize(largest=ASGIHandler.chunk_size) as hop:
-            reading = read_ahead(hop.size)
+    with _cancelled_after(time_limit) as expired, _HopSize(ASGIHandler.chunk_size) as hop:
+        reading = read_ahead(hop.size)
+        try:
             while pieces := await reading:
                 sent = sum(map(len, pieces))
                 started = time.monotonic()
@@ -180,10 +190,29 @@ async def aiter_off_event_loop(chunks: Generator[bytes, None, None]) -> AsyncIte
                 reading = read_ahead(hop.size)
                 yield b""  # returns once the server has taken the hop
                 hop.adapt(sent=sent, seconds=time.monotonic() - started)
-    finally:
-        if reading is not None:  # the client is gone or the body failed
+        finally:  # done, or the client is gone, the body failed or time is up
             reading.cancel()  # drops the hop read ahead, and its error if it failed
-        await asyncio.to_thread(close)
+            await asyncio.to_thread(close, expired())
+
+
+@contextlib.contextmanager
+def _cancelled_after(seconds: float | None) -> Iterator[Callable[[], bool]]:
+    """Cancel the current task once `seconds` pass inside the block; yields whether it was."""
+    task = asyncio.current_task()
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        if task is not None:
+            task.cancel()
+
+    timer = None if seconds is None else asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        yield lambda: expired
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def _streaming_response(
@@ -191,7 +220,10 @@ def _streaming_response(
 ) -> StreamingHttpResponse:
     """A sync body under WSGI; under ASGI the same body behind `aiter_off_event_loop`."""
     if isinstance(getattr(request, "_request", request), ASGIRequest):  # DRF wraps the request
-        return StreamingHttpResponse(aiter_off_event_loop(body), content_type=content_type)
+        time_limit = generations_settings.DOWNLOAD_DEADLINE.total_seconds()
+        return StreamingHttpResponse(
+            aiter_off_event_loop(body, time_limit=time_limit), content_type=content_type
+        )
     return StreamingHttpResponse(body, content_type=content_type)
 
 

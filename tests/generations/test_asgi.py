@@ -1,6 +1,7 @@
 """Downloads under ASGI: a true async body, in process (AsyncClient) and through uvicorn."""
 
 import asyncio
+import contextlib
 import gc
 import http.client
 import io
@@ -13,6 +14,7 @@ import time
 import urllib.parse
 import zipfile
 from collections.abc import Generator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from django.test import AsyncClient
 
 from generations.archive import ArchiveReadError
 from generations.models import Generation
-from generations.responses import _HopSize, aiter_off_event_loop
+from generations.responses import DownloadDeadlineExceeded, _HopSize, aiter_off_event_loop
 from generations.storage import iter_video_range, video_storage
 from tests.e2e_server import LiveServer, start_gunicorn, start_uvicorn
 from tests.factories import GenerationFactory
@@ -122,6 +124,33 @@ def test_aiter_off_event_loop_drops_the_failure_of_a_hop_read_ahead_when_the_cli
     asyncio.run(scenario())
     gc.collect()
     assert unhandled == []
+
+
+def test_aiter_off_event_loop_cancels_a_stalled_response_at_its_time_limit():
+    thrown: list[BaseException] = []
+
+    def chunks() -> Generator[bytes, None, None]:
+        try:
+            while True:
+                yield bytes(64 * 1024)
+        except Exception as exc:  # what `_guarded` would log
+            thrown.append(exc)
+            raise
+
+    async def scenario() -> float:
+        async def consume() -> None:  # as Django's handler does
+            async with contextlib.aclosing(aiter_off_event_loop(chunks(), time_limit=0.2)) as body:
+                async for _ in body:
+                    await asyncio.sleep(60)  # a client that stopped reading: send never returns
+
+        started = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.create_task(consume()), timeout=10)
+        return time.monotonic() - started
+
+    elapsed = asyncio.run(scenario())
+    assert 0.2 <= elapsed < 5
+    assert [type(exc) for exc in thrown] == [DownloadDeadlineExceeded]
 
 
 def test_hop_size_doubles_for_a_fast_client_and_halves_for_a_slow_one():
@@ -271,6 +300,55 @@ def test_asgi_fault_mid_stream_raises_and_is_logged(api_key, ready, caplog):
     # ... after logging who lost what, as under WSGI
     [record] = [r for r in caplog.records if "download aborted" in r.getMessage()]
     assert f"generation_id={ready[1].pk}" in record.getMessage()
+
+
+@asgi_db
+def test_asgi_client_that_stops_reading_is_cut_off_at_the_deadline(
+    api_key, ready, caplog, settings
+):
+    settings.GENERATIONS = {**settings.GENERATIONS, "DOWNLOAD_DEADLINE": timedelta(seconds=0.5)}
+    path = "/api/v1/generations/download"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": f"ids={ready[0].pk}".encode(),
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {api_key[1]}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    messages: list[dict] = []
+
+    async def receive() -> dict:
+        if not any(message["type"] == "http.request" for message in messages):
+            messages.append({"type": "http.request"})
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(60)  # the client never disconnects
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        messages.append(message)
+        if message.get("body"):
+            await asyncio.sleep(60)  # nor reads: the server's send never returns
+
+    async def serve() -> float:
+        started = time.monotonic()
+        await asyncio.wait_for(ASGIHandler()(scope, receive, send), timeout=20)
+        return time.monotonic() - started
+
+    with caplog.at_level(logging.ERROR, logger="generations.responses"):
+        elapsed = async_to_sync(serve)()
+    # then the handler gave up at the deadline, before the last body message
+    assert 0.5 <= elapsed < 10
+    bodies = [message for message in messages if message["type"] == "http.response.body"]
+    assert bodies
+    assert all(message.get("more_body") for message in bodies)
+    assert any("download deadline passed" in r.getMessage() for r in caplog.records)
 
 
 # --- through a real uvicorn ---------------------------------------------------------------
