@@ -13,7 +13,14 @@ workers = int(os.environ.get("WEB_CONCURRENCY", min(4, multiprocessing.cpu_count
 threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 timeout = 60
 graceful_timeout = 30
-keepalive = 5
+# A gthread worker accepts up to `worker_connections` and queues what its threads cannot take
+# yet: behind long downloads such a request waited 98 s while the other worker had a thread
+# free (2 workers × 2 threads, 3 slow downloads, gunicorn's default of 1000). Accepting no
+# more than its threads leaves the rest in the listen backlog for whichever worker frees a
+# thread first. Keep-alive would hold connections beyond the threads, so it is off: each
+# response closes its connection (nginx reconnects on loopback in microseconds).
+worker_connections = threads
+keepalive = 0
 accesslog = "-"
 # The skipped-ID headers can hold 100 IDs of 19 digits each.
 limit_request_field_size = 16384

@@ -70,7 +70,7 @@ def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: flo
 
 
 def _serve(
-    workdir: Path, server_args: Callable[[int], list[str]]
+    workdir: Path, server_args: Callable[[int], list[str]], env: dict[str, str] | None = None
 ) -> tuple[LiveServer, subprocess.Popen]:
     """Seed the demo data into `workdir`, then run `python -m <server_args(port)>`."""
     port = _free_port()
@@ -82,6 +82,7 @@ def _serve(
         "PORT": str(port),
         "DEBUG": "0",
         "WEB_CONCURRENCY": "1",
+        **(env or {}),
     }
     env.pop("REDIS_URL", None)
     run = {"cwd": ROOT, "env": env, "check": True, "capture_output": True, "text": True}
@@ -109,10 +110,14 @@ def _serve(
     return server, process
 
 
-def start_gunicorn(workdir: Path) -> tuple[LiveServer, subprocess.Popen]:
-    # config/gunicorn.py binds to $PORT
+def start_gunicorn(
+    workdir: Path, *options: str, env: dict[str, str] | None = None
+) -> tuple[LiveServer, subprocess.Popen]:
+    """gunicorn as config/gunicorn.py sets it up (bound to $PORT), plus any `options`."""
     return _serve(
-        workdir, lambda port: ["gunicorn", "--config", "config/gunicorn.py", "config.wsgi"]
+        workdir,
+        lambda port: ["gunicorn", "--config", "config/gunicorn.py", *options, "config.wsgi"],
+        env,
     )
 
 

@@ -13,7 +13,10 @@ from tests.e2e_server import LiveServer, start_gunicorn
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    live, process = start_gunicorn(tmp_path_factory.mktemp("http"))
+    # with keep-alive, which config/gunicorn.py turns off but a host's gunicorn may not
+    live, process = start_gunicorn(
+        tmp_path_factory.mktemp("http"), "--keep-alive", "5", "--worker-connections", "64"
+    )
     yield live
     process.terminate()
     process.wait(timeout=10)
