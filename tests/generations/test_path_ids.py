@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.rotate.envelopes import assert_error_envelope
+from tests.rotate.envelopes import assert_not_found
 
 ENDPOINTS = {
     "E3 video": "/api/v1/generations/{id}",
@@ -19,11 +19,4 @@ ENDPOINTS = {
 def test_out_of_range_or_overlong_id_is_the_envelope_404(api_client, url, generation_id):
     response = api_client.get(url.format(id=generation_id))
 
-    assert_error_envelope(
-        response,
-        status=404,
-        code=4006,
-        message="generation not found",
-        title="Resource Not Found",
-        resource="generation",
-    )
+    assert_not_found(response, resource="generation")

@@ -43,3 +43,15 @@ def assert_unauthorized(response: HttpResponse) -> dict[str, Any]:
     return assert_error_envelope(
         response, status=401, code=4002, message="Authentication failed", title="Unauthorized"
     )
+
+
+def assert_not_found(response: HttpResponse, *, resource: str) -> dict[str, Any]:
+    """A 404 of contract §2 naming the missing `resource`."""
+    return assert_error_envelope(
+        response,
+        status=404,
+        code=4006,
+        message=f"{resource} not found",
+        title="Resource Not Found",
+        resource=resource,
+    )

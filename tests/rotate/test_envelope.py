@@ -15,6 +15,7 @@ from tests.rotate.envelopes import (
     DOWNLOAD_URL,
     LIST_URL,
     assert_error_envelope,
+    assert_not_found,
     assert_unauthorized,
 )
 
@@ -88,14 +89,7 @@ def test_envelope_unauthorized(unauthorized_body: bytes) -> None:
 def test_envelope_not_found_names_the_resource(api_client: APIClient, path: str) -> None:
     response = api_client.get(path)
 
-    assert_error_envelope(
-        response,
-        status=404,
-        code=4006,
-        message="generation not found",
-        title="Resource Not Found",
-        resource="generation",
-    )
+    assert_not_found(response, resource="generation")
 
 
 def test_envelope_not_found_for_another_owners_generation_is_identical(
