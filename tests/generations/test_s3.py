@@ -16,9 +16,11 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from generations.archive import ArchiveReadError, archive_layout_build
 from generations.models import Generation
+from generations.orphans import orphan_videos_delete, orphan_videos_find
 from generations.plans import archive_plan_build
 from generations.s3 import S3VideoReader
 from generations.storage import requested_read_size, video_openers
@@ -159,6 +161,20 @@ def test_s3_attach_stores_the_object_and_records_size_and_crc(user, bucket, admi
     assert generation.video_crc32 == zlib.crc32(data)
     stored = admin.get_object(Bucket=bucket, Key=generation.video.name)["Body"].read()
     assert stored == data
+
+
+def test_s3_orphans_are_listed_by_prefix_and_deleted(user, bucket, admin):
+    held = GenerationFactory(owner=user, video=b"held")
+    admin.put_object(Bucket=bucket, Key="generations/9/90-orphan.mp4", Body=b"orphan")
+    admin.put_object(Bucket=bucket, Key="site/other.mp4", Body=b"not ours")
+    later = timezone.now() + timedelta(hours=2)
+
+    assert orphan_videos_find(now=later, grace=timedelta(hours=1)) == [
+        "generations/9/90-orphan.mp4"
+    ]
+    orphan_videos_delete(["generations/9/90-orphan.mp4"])
+    keys = {item["Key"] for item in admin.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert keys == {held.video.name, "site/other.mp4"}
 
 
 # --- downloads through the API ---------------------------------------------------------
