@@ -152,8 +152,9 @@ async def aiter_off_event_loop(
 
     A client that stops reading parks the response in the server's send, where no chunk
     comes to `_guarded`'s deadline check; after `time_limit` seconds the response task is
-    cancelled, so the server ends the response short, and DownloadDeadlineExceeded is
-    raised inside the generator, so the stream logs it.
+    cancelled, so the response ends short (Django 5 ends its response task; from Django 6,
+    which sends in the server's task, the server closes the connection), and
+    DownloadDeadlineExceeded is raised inside the generator, so the stream logs it.
     """
     lock = threading.Lock()
 

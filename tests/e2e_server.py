@@ -70,7 +70,9 @@ def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: flo
 
 
 def _serve(
-    workdir: Path, server_args: Callable[[int], list[str]], env: dict[str, str] | None = None
+    workdir: Path,
+    server_args: Callable[[int], list[str]],
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[LiveServer, subprocess.Popen]:
     """Seed the demo data into `workdir`, then run `python -m <server_args(port)>`."""
     port = _free_port()
@@ -82,7 +84,7 @@ def _serve(
         "PORT": str(port),
         "DEBUG": "0",
         "WEB_CONCURRENCY": "1",
-        **(env or {}),
+        **(extra_env or {}),
     }
     env.pop("REDIS_URL", None)
     run = {"cwd": ROOT, "env": env, "check": True, "capture_output": True, "text": True}
