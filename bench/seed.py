@@ -10,7 +10,6 @@ import io
 import json
 import os
 import sys
-import zlib
 from pathlib import Path
 
 import django
@@ -21,19 +20,11 @@ django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 
-from generations.models import Generation  # noqa: E402
 from generations.services import generation_attach_video, generation_create  # noqa: E402
-from generations.storage import video_storage  # noqa: E402
+from reliability.seed import sparse_generation, zeros_crc  # noqa: E402
 from rotate.services import api_key_create  # noqa: E402
 
 BLOCK = 1 << 20
-
-
-def zeros_crc(size: int) -> int:
-    crc, block = 0, bytes(BLOCK)
-    for _ in range(size // BLOCK):
-        crc = zlib.crc32(block, crc)
-    return zlib.crc32(bytes(size % BLOCK), crc)
 
 
 def main() -> None:
@@ -45,22 +36,15 @@ def main() -> None:
     owner, _ = get_user_model().objects.get_or_create(username="bench")
     _, raw_key = api_key_create(owner=owner, name="bench")
     size = args.size_mb * BLOCK
-    crc = zeros_crc(size) if args.sparse else None
+    crc = zeros_crc(size) if args.sparse else 0
     ids = []
     for n in range(args.count):
-        generation = generation_create(owner=owner, external_id=f"video-{n}")
         if args.sparse:
-            name = f"bench/sparse-{generation.pk}.mp4"
-            path = Path(video_storage.path(name))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("wb") as file:
-                file.truncate(size)
-            Generation.objects.filter(pk=generation.pk).update(
-                video=name, video_size=size, video_crc32=crc, status="succeeded"
-            )
+            ids.append(sparse_generation(owner, size, crc, f"video-{n}"))
         else:
+            generation = generation_create(owner=owner, external_id=f"video-{n}")
             generation_attach_video(generation=generation, file=io.BytesIO(os.urandom(size)))
-        ids.append(generation.pk)
+            ids.append(generation.pk)
     print(json.dumps({"raw_key": raw_key, "ids": ids}))
 
 

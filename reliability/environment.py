@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -294,46 +295,47 @@ class Handles:
         return self.videos + self.clients + self.postgres
 
 
-def handles(service: Service, media: Path, redis_port: int) -> Handles:
-    videos = clients = postgres = redis = total = 0
+_LISTENING = "0A"
+
+
+def _open_targets(service: Service) -> Iterator[tuple[str, tuple[int, int, str] | None]]:
+    """What each open descriptor of the server's workers points at, with (local port,
+    remote port, TCP state) for sockets."""
     for pid in service.children():
         try:
             targets = open_fds(pid)
         except OSError:
             continue
         ends = _socket_ends(pid)
-        total += len(targets)
         for target in targets:
-            if target.startswith(str(media)):
-                videos += 1
-            elif target.startswith("socket:["):
-                local, remote, state = ends.get(target[8:-1], (0, 0, ""))
-                if state == "0A":  # listening
-                    continue
-                if local == service.port:
-                    clients += 1
-                elif remote == 5432:
-                    postgres += 1
-                elif remote == redis_port:
-                    redis += 1
+            socket = target.startswith("socket:[")
+            yield target, ends.get(target[8:-1], (0, 0, "")) if socket else None
+
+
+def handles(service: Service, media: Path, redis_port: int) -> Handles:
+    videos = clients = postgres = redis = total = 0
+    for target, end in _open_targets(service):
+        total += 1
+        if target.startswith(str(media)):
+            videos += 1
+        elif end is not None and end[2] != _LISTENING:
+            local, remote, _ = end
+            if local == service.port:
+                clients += 1
+            elif remote == 5432:
+                postgres += 1
+            elif remote == redis_port:
+                redis += 1
     return Handles(videos=videos, clients=clients, postgres=postgres, redis=redis, total=total)
 
 
 def connected_ports(service: Service) -> set[int]:
     """The client-side ports of the connections the server's workers still hold open."""
-    ports = set()
-    for pid in service.children():
-        try:
-            targets = open_fds(pid)
-        except OSError:
-            continue
-        ends = _socket_ends(pid)
-        for target in targets:
-            if target.startswith("socket:["):
-                local, remote, state = ends.get(target[8:-1], (0, 0, ""))
-                if local == service.port and state != "0A":
-                    ports.add(remote)
-    return ports
+    return {
+        end[1]
+        for _, end in _open_targets(service)
+        if end is not None and end[0] == service.port and end[2] != _LISTENING
+    }
 
 
 def server_rss_mb(service: Service) -> float:

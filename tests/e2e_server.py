@@ -26,20 +26,25 @@ class LiveServer:
     env: dict[str, str]
 
     def manage(self, *args: str) -> str:
-        return subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        return manage(*args, env=self.env)
 
     def add_video(self, path: Path) -> int:
         """A new ready generation of the demo user holding the file at `path` (CRC recorded)."""
         generation_id = int(self.manage("shell", "--verbosity", "0", "-c", _CREATE_GENERATION))
         self.manage("generations_attach_video", str(generation_id), str(path))
         return generation_id
+
+
+def manage(*args: str, env: dict[str, str]) -> str:
+    """stdout of `python manage.py *args` in the project with `env`; raises if it fails."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 _CREATE_GENERATION = (
@@ -87,9 +92,15 @@ def _serve(
         **(extra_env or {}),
     }
     env.pop("REDIS_URL", None)
-    run = {"cwd": ROOT, "env": env, "check": True, "capture_output": True, "text": True}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], **run)
-    demo = subprocess.run([sys.executable, "-m", "config.demo"], **run).stdout
+    manage("migrate", "--noinput", env=env)
+    demo = subprocess.run(
+        [sys.executable, "-m", "config.demo"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     raw_key = re.search(r"Bearer (rp_\w+)", demo)[1]
     ids = [int(n) for n in re.search(r"generations ([\d, ]+) \(", demo)[1].split(", ")]
     args = server_args(port)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_server import ROOT
+from tests.e2e_server import ROOT, manage
 
 pytestmark = pytest.mark.e2e
 
@@ -47,18 +47,9 @@ def test_celery_worker_and_beat_purge_expired_videos(tmp_path):
         or f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}",
     }
 
-    def manage(*args: str) -> str:
-        return subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-
-    manage("migrate", "--noinput")
-    old_id, old_name, live_id, live_name = manage("shell", "-c", SEED).splitlines()[-1].split()
+    manage("migrate", "--noinput", env=env)
+    seeded = manage("shell", "-c", SEED, env=env)
+    old_id, old_name, live_id, live_name = seeded.splitlines()[-1].split()
     videos = tmp_path / "media" / "videos"
     assert (videos / old_name).exists()
     # when a worker with embedded beat runs
@@ -94,7 +85,7 @@ def test_celery_worker_and_beat_purge_expired_videos(tmp_path):
         worker.wait(timeout=30)
     # then the expired video is gone and its row says so; the live one is untouched
     assert not (videos / old_name).exists(), (tmp_path / "worker.log").read_text()[-3000:]
-    rows = [line.split() for line in manage("shell", "-c", STATE).splitlines()]
+    rows = [line.split() for line in manage("shell", "-c", STATE, env=env).splitlines()]
     state = {row[0]: row[1:] for row in rows if len(row) == 3 and row[0].isdigit()}
     assert state[old_id] == ["expired", "-"]
     assert state[live_id] == ["succeeded", live_name]
