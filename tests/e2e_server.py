@@ -35,16 +35,15 @@ class LiveServer:
         return generation_id
 
 
-def manage(*args: str, env: dict[str, str]) -> str:
-    """stdout of `python manage.py *args` in the project with `env`; raises if it fails."""
+def python(*args: str, env: dict[str, str]) -> str:
+    """stdout of `python *args` in the project with `env`; raises if it fails."""
     return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
+        [sys.executable, *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     ).stdout
+
+
+def manage(*args: str, env: dict[str, str]) -> str:
+    return python("manage.py", *args, env=env)
 
 
 _CREATE_GENERATION = (
@@ -93,14 +92,7 @@ def _serve(
     }
     env.pop("REDIS_URL", None)
     manage("migrate", "--noinput", env=env)
-    demo = subprocess.run(
-        [sys.executable, "-m", "config.demo"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    demo = python("-m", "config.demo", env=env)
     raw_key = re.search(r"Bearer (rp_\w+)", demo)[1]
     ids = [int(n) for n in re.search(r"generations ([\d, ]+) \(", demo)[1].split(", ")]
     args = server_args(port)
