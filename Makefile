@@ -7,6 +7,12 @@ export PORT
 
 .PHONY: run test lint format migrate demo bench clean
 
+# The entry points have no default settings module (a production process must never fall
+# back to these public, DEBUG settings): the targets that run the project name the
+# development one. Not `make test`: pytest takes config.settings.test from pyproject.toml,
+# and an exported variable would override it.
+migrate demo run: export DJANGO_SETTINGS_MODULE ?= config.settings.local
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
@@ -15,8 +21,11 @@ $(VENV)/.installed: $(BIN)/python requirements/base.txt requirements/test.txt py
 	$(BIN)/pip install --quiet -r requirements/test.txt
 	touch $@
 
+## Apply migrations and create the cache table (the throttle and download slots of `make
+## run` count there, shared by every gunicorn worker; Redis instead when REDIS_URL is set).
 migrate: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py createcachetable
 
 demo: migrate
 	$(BIN)/python -m config.demo

@@ -66,6 +66,7 @@ class Server:
 
     def seed(self, count: int, size_mb: int, sparse: bool = False) -> dict:
         self.run("manage.py", "migrate", "--noinput")
+        self.run("manage.py", "createcachetable")
         return json.loads(
             self.run("bench/seed.py", str(count), str(size_mb), *(["--sparse"] if sparse else []))
         )

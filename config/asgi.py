@@ -10,12 +10,12 @@ under ASGI (`generations.responses.aiter_off_event_loop`), read in worker thread
 sized to each client's pace, so memory stays flat and bounded per process.
 """
 
-import os
-
 from django.core.asgi import get_asgi_application
 from django.core.handlers.asgi import ASGIHandler
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+from config.settings_module import require_settings_module
+
+require_settings_module()
 # Django sends streamed bodies in 64 KiB messages and slices (copies) larger parts to that
 # size. Downloads read stored videos in hops of up to this size, sized to the client's pace
 # (`generations.responses.aiter_off_event_loop`): 4 MiB lets a fast client take ~500

@@ -1,8 +1,8 @@
 """WSGI entry point, served by gunicorn with threads (see config/gunicorn.py)."""
 
-import os
-
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+from config.settings_module import require_settings_module
+
+require_settings_module()
 application = get_wsgi_application()

@@ -196,10 +196,12 @@ class Campaign:
     def gunicorn_start(
         self, name: str = "web", application_name: str = WEB_APPLICATION_NAME, **extra: str
     ) -> Service:
-        """gunicorn as configured in config/gunicorn.py: 2 gthread workers × 16 threads."""
+        """gunicorn as configured in config/gunicorn.py: 2 gthread workers × 16 threads
+        (`extra` environment variables may change them)."""
         port = free_port()
         env = self.env(
-            application_name, PORT=str(port), WEB_CONCURRENCY="2", GUNICORN_THREADS="16", **extra
+            application_name,
+            **{"PORT": str(port), "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "16", **extra},
         )
         command = [PYTHON, "-m", "gunicorn", "--config", "config/gunicorn.py", "config.wsgi"]
         service = Service(name, command, env=env, log=self.log(name), port=port)
@@ -216,6 +218,8 @@ class Campaign:
             site,
         )
         site = re.sub(r"\blisten\s+[^;]+;", f"listen 127.0.0.1:{port};", site)
+        # The site's own access log (its format, without query strings) into the campaign's.
+        site = site.replace("/var/log/nginx/access.log", str(self.log(name + "-access")))
         nginx_dir = self.work / name
         nginx_dir.mkdir(exist_ok=True)
         conf = nginx_dir / "nginx.conf"

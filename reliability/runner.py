@@ -42,6 +42,9 @@ ROWS = [
     ("sweep_scale", "expiry", "check_sweep_at_scale"),
     ("redis_outage", "outage", "check_redis_outage"),
     ("zip64", "zip64", "check_zip64_readers"),
+    ("connections", "connections", "check_idle_and_slow_connections"),
+    ("auth_throttle", "auth_throttle", "check_failed_auth_throttle"),
+    ("download_cap", "download_cap", "check_download_cap"),
     ("key_secrecy", "secrecy", "check_key_secrecy"),
 ]
 

@@ -30,6 +30,11 @@ GENERATIONS = {
     "DOWNLOAD_DEADLINE": _seconds("RELIABILITY_DOWNLOAD_DEADLINE", 20),
     "PURGE_GRACE": _seconds("RELIABILITY_PURGE_GRACE", 30),
     "PURGE_RETRY_BACKOFF": _seconds("RELIABILITY_PURGE_RETRY_BACKOFF", 1),
+    # The load rows hold more than 8 downloads of one key; the cap has its own row, whose
+    # gunicorn sets the default (reliability/checks/download_cap.py).
+    "MAX_CONCURRENT_DOWNLOADS": int(
+        os.environ.get("RELIABILITY_MAX_CONCURRENT_DOWNLOADS", "1000000")
+    ),
 }
 
 # One key sends thousands of requests a minute here; the throttle is not under test.
@@ -37,6 +42,8 @@ ROTATE = {
     **ROTATE,
     "KEY_PEPPER": "reliability-campaign-pepper",
     "THROTTLE_RATE": "1000000/min",
+    # Nor the failed-authentication one, but in its own row (its own gunicorn sets 30/min).
+    "FAILED_AUTH_RATE": os.environ.get("ROTATE_FAILED_AUTH_RATE", "1000000/min"),
 }
 
 # Each process names itself, so the campaign counts the web server's connections apart.

@@ -2,6 +2,10 @@
 
 They read `settings.ROTATE` directly rather than through `rotate_settings`, so a broken
 dict is reported as a check message instead of an exception at the first request.
+
+Two deploy checks are errors, not warnings, because each breaks a promise of the API
+outright: a throttle counted per process (each process allows the full rate), and a
+`SECRET_KEY` anyone can know or guess (it signs the download links).
 """
 
 import re
@@ -10,9 +14,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, register
 
 from rotate.app_settings import AppSettings
+from rotate.client_address import proxy_networks_parse
 from rotate.conf import DEFAULTS, rotate_settings
 
 # DRF's rate syntax, as `SimpleRateThrottle.parse_rate` reads it: "<n>/<s|m|h|d...>".
@@ -25,10 +30,29 @@ NON_SHARED_CACHES = frozenset(
         "django.core.cache.backends.dummy.DummyCache",
     }
 )
+# Django's own bar for a secret key (security.W009), which it only warns about.
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_UNIQUE_CHARACTERS = 5
+# Words of the placeholders that sample files and tutorials ship (ours included): a key
+# holding one was copied, not generated.
+_PLACEHOLDER_WORDS = (
+    "change-me",
+    "changeme",
+    "change_me",
+    "replace-me",
+    "not-secret",
+    "notsecret",
+    "insecure",
+    "placeholder",
+    "example",
+    "your-secret",
+    "development-only",
+)
 _TYPES: Mapping[str, tuple[type, ...]] = {
     "KEY_PEPPER": (str,),
     "THROTTLE_CACHE": (str,),
     "LAST_USED_INTERVAL": (timedelta,),
+    "TRUSTED_PROXIES": (list, tuple),
 }
 
 
@@ -37,6 +61,7 @@ def register_checks() -> None:
     register(check_rotate_settings)
     register(check_throttle_cache, Tags.caches)
     register(check_throttle_cache_is_shared, Tags.caches, deploy=True)
+    register(check_secret_key_is_strong, Tags.security, deploy=True)
 
 
 def settings_shape_errors(
@@ -61,14 +86,20 @@ def _settings_error(problem: str, hint: str | None = None) -> Error:
 def check_rotate_settings(**kwargs: Any) -> list[CheckMessage]:
     """rotate.E001: `ROTATE` is not a dict, has unknown keys, or a value of the wrong shape."""
     user, errors = settings_shape_errors(rotate_settings, _settings_error)
-    rate = user.get("THROTTLE_RATE", DEFAULTS["THROTTLE_RATE"])
-    if rate is not None and not (isinstance(rate, str) and _RATE.match(rate)):
-        errors.append(
-            _settings_error(
-                f"THROTTLE_RATE {rate!r} is not a rate",
-                hint='Use "<requests>/<s|min|hour|day>", e.g. "600/min", or None for no limit.',
+    for rate_key in ("THROTTLE_RATE", "FAILED_AUTH_RATE"):
+        rate = user.get(rate_key, DEFAULTS[rate_key])
+        if rate is not None and not (isinstance(rate, str) and _RATE.match(rate)):
+            errors.append(
+                _settings_error(
+                    f"{rate_key} {rate!r} is not a rate",
+                    hint='Use "<requests>/<s|min|hour|day>", e.g. "600/min", or None for no limit.',
+                )
             )
-        )
+    proxies = user.get("TRUSTED_PROXIES", ())
+    try:
+        proxy_networks_parse(proxies if isinstance(proxies, list | tuple) else ())
+    except (TypeError, ValueError, AttributeError) as exc:
+        errors.append(_settings_error(f"TRUSTED_PROXIES: {exc}", hint="Addresses or CIDRs."))
     for key, types in _TYPES.items():
         if key in user and not isinstance(user[key], types):
             errors.append(
@@ -102,7 +133,7 @@ def check_throttle_cache(**kwargs: Any) -> list[CheckMessage]:
 
 
 def check_throttle_cache_is_shared(**kwargs: Any) -> list[CheckMessage]:
-    """rotate.W001 (deploy): the throttle counts in a cache no other process sees."""
+    """rotate.E003 (deploy, DEBUG off): the throttle counts in a cache no other process sees."""
     alias = _throttle_cache_alias()
     if settings.DEBUG or alias is None or alias not in settings.CACHES:
         return []
@@ -110,11 +141,54 @@ def check_throttle_cache_is_shared(**kwargs: Any) -> list[CheckMessage]:
     if backend not in NON_SHARED_CACHES:
         return []
     return [
-        Warning(
+        Error(
             f"The API key throttle counts requests in CACHES[{alias!r}] "
             f"({backend.rsplit('.', 1)[-1]}), which is not shared between processes: "
             "each server process allows the full rate (DummyCache: no limit at all).",
-            hint="Point ROTATE['THROTTLE_CACHE'] at a shared cache such as Redis or Memcached.",
-            id="rotate.W001",
+            hint="Point ROTATE['THROTTLE_CACHE'] at a shared cache: Redis, Memcached or "
+            "Django's DatabaseCache.",
+            id="rotate.E003",
         )
     ]
+
+
+def secret_key_weakness(key: object) -> str | None:
+    """Why `key` is no secret (empty, short, repetitive, Django's insecure default or a
+    placeholder), or None if it looks generated."""
+    if not isinstance(key, str | bytes) or not key:
+        return "it is empty"
+    text = key.decode("latin-1") if isinstance(key, bytes) else key
+    if text.startswith("django-insecure-"):
+        return "it is the insecure key `startproject` generates"
+    lowered = text.lower()
+    word = next((word for word in _PLACEHOLDER_WORDS if word in lowered), None)
+    if word is not None:
+        return f"it contains {word!r}: a placeholder, not a generated secret"
+    if len(text) < SECRET_KEY_MIN_LENGTH:
+        return f"it has {len(text)} characters, fewer than {SECRET_KEY_MIN_LENGTH}"
+    if len(set(text)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return f"it has fewer than {SECRET_KEY_MIN_UNIQUE_CHARACTERS} distinct characters"
+    return None
+
+
+def check_secret_key_is_strong(**kwargs: Any) -> list[CheckMessage]:
+    """rotate.E004 (deploy): `SECRET_KEY` (or a fallback) is empty, short, repetitive or a
+    known placeholder. It signs the download links (E7): whoever knows it can forge them."""
+    keys = [("SECRET_KEY", getattr(settings, "SECRET_KEY", ""))]
+    keys += [
+        (f"SECRET_KEY_FALLBACKS[{index}]", key)
+        for index, key in enumerate(getattr(settings, "SECRET_KEY_FALLBACKS", []))
+    ]
+    errors: list[CheckMessage] = []
+    for name, key in keys:
+        weakness = secret_key_weakness(key)
+        if weakness is not None:
+            errors.append(
+                Error(
+                    f"settings.{name} is not a secret: {weakness}.",
+                    hint='Generate one with `python -c "import secrets; '
+                    'print(secrets.token_urlsafe(50))"` and keep it out of the repository.',
+                    id="rotate.E004",
+                )
+            )
+    return errors

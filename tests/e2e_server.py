@@ -92,6 +92,7 @@ def _serve(
     }
     env.pop("REDIS_URL", None)
     manage("migrate", "--noinput", env=env)
+    manage("createcachetable", env=env)  # as `make migrate`: the cache all workers share
     demo = python("-m", "config.demo", env=env)
     raw_key = re.search(r"Bearer (rp_\w+)", demo)[1]
     ids = [int(n) for n in re.search(r"generations ([\d, ]+) \(", demo)[1].split(", ")]
@@ -136,3 +137,37 @@ def start_uvicorn(workdir: Path) -> tuple[LiveServer, subprocess.Popen]:
             *("--host", "127.0.0.1", "--port", str(port)),
         ],
     )
+
+
+def nginx_site(upstream_port: int, listen_port: int, access_log: Path) -> str:
+    """docker/nginx.conf's site, pointed at gunicorn on loopback instead of compose's `web`."""
+    site = (ROOT / "docker" / "nginx.conf").read_text()
+    return (
+        site.replace("web:8000", f"127.0.0.1:{upstream_port}")
+        .replace("listen 80;", f"listen 127.0.0.1:{listen_port};")
+        .replace("/var/log/nginx/access.log", str(access_log))
+    )
+
+
+def start_nginx(nginx: str, workdir: Path, upstream_port: int) -> tuple[int, subprocess.Popen]:
+    """nginx with docker/nginx.conf's site in front of `upstream_port`, on a free port (not
+    80, so a link that drops the port shows); its access log is `workdir/nginx-access.log`."""
+    port = _free_port()
+    directory = workdir / "nginx"
+    directory.mkdir(exist_ok=True)
+    (directory / "default.conf").write_text(
+        nginx_site(upstream_port, port, workdir / "nginx-access.log")
+    )
+    (directory / "nginx.conf").write_text(
+        "daemon off;\nworker_processes 1;\n"
+        f"pid {directory}/nginx.pid;\nerror_log {directory}/error.log;\n"
+        "events { worker_connections 256; }\n"
+        f"http {{ access_log off; include {directory}/default.conf; }}\n"
+    )
+    process = subprocess.Popen(
+        [nginx, "-p", str(directory), "-c", str(directory / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "nginx.log").open("a"),
+    )
+    _wait_for_port(port, process, "nginx")
+    return port, process

@@ -8,6 +8,8 @@ from django.core import checks
 from django.core.management import call_command
 from django.test import override_settings
 
+from rotate.checks import secret_key_weakness
+
 LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 REDIS = {
     "default": {
@@ -95,32 +97,87 @@ def test_checks_rotate_e002_reports_an_unknown_throttle_cache():
         "django.core.cache.backends.dummy.DummyCache",
     ],
 )
-def test_checks_rotate_w001_reports_a_non_shared_throttle_cache_on_deploy(backend):
+def test_checks_rotate_e003_reports_a_non_shared_throttle_cache_on_deploy(backend):
     with override_settings(DEBUG=False, CACHES={"default": {"BACKEND": backend}}):
-        deploy = messages_with("rotate.W001", deploy=True)
-        plain = messages_with("rotate.W001")
+        deploy = messages_with("rotate.E003", deploy=True)
+        plain = messages_with("rotate.E003")
 
     assert len(deploy) == 1
-    assert deploy[0].level == checks.WARNING
+    assert deploy[0].level == checks.ERROR
     assert "not shared between processes" in deploy[0].msg
-    # Not a plain-check warning: test and local settings use local memory on purpose.
+    # Not a plain-check error: the test settings use local memory on purpose.
     assert plain == []
 
 
-def test_checks_rotate_w001_is_quiet_for_a_shared_cache_or_in_debug():
-    with override_settings(DEBUG=False, CACHES=REDIS):
-        assert messages_with("rotate.W001", deploy=True) == []
+@pytest.mark.parametrize(
+    "caches",
+    [
+        REDIS,
+        {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}},
+    ],
+    ids=["redis", "database"],
+)
+def test_checks_rotate_e003_is_quiet_for_a_shared_cache(caches):
+    with override_settings(DEBUG=False, CACHES=caches):
+        assert messages_with("rotate.E003", deploy=True) == []
+
+
+def test_checks_rotate_e003_is_quiet_in_debug():
     with override_settings(DEBUG=True, CACHES=LOCMEM):
-        assert messages_with("rotate.W001", deploy=True) == []
+        assert messages_with("rotate.E003", deploy=True) == []
 
 
-def test_checks_rotate_w001_follows_the_throttle_cache_alias():
+def test_checks_rotate_e003_follows_the_throttle_cache_alias():
     caches = {**REDIS, "local": LOCMEM["default"]}
     with override_settings(DEBUG=False, CACHES=caches, ROTATE={"THROTTLE_CACHE": "local"}):
-        messages = messages_with("rotate.W001", deploy=True)
+        messages = messages_with("rotate.E003", deploy=True)
 
     assert len(messages) == 1
     assert "CACHES['local']" in messages[0].msg
+
+
+# Fixed, not generated per run: pytest-xdist needs the same test IDs in every worker.
+STRONG_KEY = "q7Vd2Lx9pR4mZt8Kc1Nw6Hy3Bs5Gf0Ja-Ue_Xo2Ti7Mv9Pl4Qr6SzEb3Wk8Yn"
+
+
+@pytest.mark.parametrize(
+    ("secret_key", "problem"),
+    [
+        ("local-development-only-not-secret", "'not-secret'"),  # config/settings/local.py
+        ("change-me-to-50-or-more-random-characters-python-c-import-secrets", "'change-me'"),
+        ("django-insecure-" + STRONG_KEY, "insecure key"),
+        (STRONG_KEY[:49], "49 characters"),
+        ("ab12" * 20, "fewer than 5 distinct"),
+    ],
+    ids=["local", "sample", "django-insecure", "short", "repetitive"],
+)
+def test_checks_rotate_e004_reports_a_weak_secret_key_on_deploy(secret_key, problem):
+    with override_settings(SECRET_KEY=secret_key, SECRET_KEY_FALLBACKS=[]):
+        deploy = messages_with("rotate.E004", deploy=True)
+        plain = messages_with("rotate.E004")
+
+    assert len(deploy) == 1
+    assert deploy[0].level == checks.ERROR
+    assert problem in deploy[0].msg
+    assert plain == []
+
+
+def test_checks_rotate_e004_calls_an_empty_key_empty():
+    # Django refuses to start with an empty SECRET_KEY before any check runs.
+    assert secret_key_weakness("") == "it is empty"
+
+
+def test_checks_rotate_e004_reports_a_weak_fallback_key():
+    with override_settings(SECRET_KEY=STRONG_KEY, SECRET_KEY_FALLBACKS=[STRONG_KEY, "old"]):
+        messages = messages_with("rotate.E004", deploy=True)
+
+    assert len(messages) == 1
+    assert "SECRET_KEY_FALLBACKS[1]" in messages[0].msg
+
+
+def test_checks_rotate_e004_accepts_a_generated_key():
+    with override_settings(SECRET_KEY=STRONG_KEY, SECRET_KEY_FALLBACKS=[]):
+        assert messages_with("rotate.E004", deploy=True) == []
 
 
 def test_checks_generations_e001_reports_a_missing_storage_alias():

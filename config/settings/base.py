@@ -55,12 +55,16 @@ INSTALLED_APPS = [
     "corsheaders",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our static files, not a CDN
+    "axes",  # admin login lockout (section below)
     "rotate",
     "generations",
 ]
 
 MIDDLEWARE = [
-    # First: it answers preflights and must see every response, including the errors of
+    # Outermost: every response under /api/ (preflights, a refused Host, unknown paths,
+    # errors of the middleware below) gets X-Request-ID, and its errors the JSON envelope.
+    "rotate.middleware.ApiEnvelopeMiddleware",
+    # Next: it answers preflights and must see every response, including the errors of
     # the middleware below.
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -71,6 +75,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 TEMPLATES = [
@@ -110,8 +116,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 # ------------------------------------------------------------------------------
-# Cache: Redis when REDIS_URL is set (shared by every worker, so throttles hold
-# across processes), else process-local memory.
+# Cache: Redis when REDIS_URL is set, else a table in the database. Either way every
+# process shares it: the per-key throttle and the concurrent-download slots count there,
+# and a per-process cache would multiply each limit by the number of processes
+# (rotate.E003; production settings require REDIS_URL). The table is made by
+# `manage.py createcachetable` (`make migrate` runs it).
 # ------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
@@ -125,7 +134,15 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "rotate_cache",
+            # Past MAX_ENTRIES Django culls a third of the table, live counters included:
+            # far above what one site's keys and downloads hold at once.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 
 # ------------------------------------------------------------------------------
 # Files: videos live in the "videos" storage alias (local files by default).
@@ -172,6 +189,10 @@ LOGGING = {
 ROTATE = {
     "KEY_PEPPER": os.environ.get("ROTATE_KEY_PEPPER", ""),
     "THROTTLE_RATE": os.environ.get("ROTATE_THROTTLE_RATE", "600/min"),
+    "FAILED_AUTH_RATE": os.environ.get("ROTATE_FAILED_AUTH_RATE", "30/min"),
+    # Behind nginx, its address (or network, e.g. compose's): the client is then the
+    # address nginx saw, from X-Forwarded-For. Comma-separated addresses or CIDRs.
+    "TRUSTED_PROXIES": env_list("ROTATE_TRUSTED_PROXIES", ""),
 }
 GENERATIONS = {
     "STORAGE_ALIAS": "videos",
@@ -179,7 +200,26 @@ GENERATIONS = {
     # Bytes per storage read; each open download holds one such chunk. 1 MiB is fastest;
     # an ASGI process holding hundreds of slow clients does better with 256 KiB.
     "READ_CHUNK_SIZE": int(os.environ.get("READ_CHUNK_SIZE", str(1024 * 1024))),
+    # Downloads one API key may stream at once (each holds a server thread); past it, 429.
+    "MAX_CONCURRENT_DOWNLOADS": int(os.environ.get("MAX_CONCURRENT_DOWNLOADS", "8")),
 }
+
+# ------------------------------------------------------------------------------
+# Admin login lockout (django-axes): AXES_FAILURE_LIMIT wrong passwords for one username
+# from one address lock that pair out for AXES_COOLOFF_TIME, even with the right password
+# after. By pair, not by username alone: a stranger cannot lock staff out. The address
+# is the one the API's failed-authentication throttle counts (ROTATE["TRUSTED_PROXIES"]).
+# https://django-axes.readthedocs.io/en/latest/4_configuration.html
+# ------------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("AXES_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "rotate.client_address.client_address"
 
 # ------------------------------------------------------------------------------
 # CORS: browser code on CORS_ALLOWED_ORIGINS (comma-separated, e.g.

@@ -9,11 +9,27 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .base import *  # noqa: F403
-from .base import STORAGES, env_bool, env_list
+from rotate.checks import secret_key_weakness
 
-if not SECRET_KEY:  # noqa: F405
+from .base import *  # noqa: F403
+from .base import CACHES, REDIS_URL, SECRET_KEY, STORAGES, env_bool, env_list
+
+# gunicorn runs no system checks: what `check --deploy` calls an error (rotate.E003,
+# rotate.E004) must stop these settings from loading at all.
+if not SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set in production")
+if weakness := secret_key_weakness(SECRET_KEY):
+    raise ImproperlyConfigured(
+        f"SECRET_KEY is not a secret: {weakness}. Generate one with "
+        '`python -c "import secrets; print(secrets.token_urlsafe(50))"`.'
+    )
+# The per-key throttle and the concurrent-download slots must count in one place for every
+# process, and Celery's broker must not be a SQLite file: production runs on Redis.
+if not REDIS_URL or CACHES["default"]["BACKEND"] != "django.core.cache.backends.redis.RedisCache":
+    raise ImproperlyConfigured(
+        "REDIS_URL must be set in production: the throttle and the download slots count in "
+        "a cache every server process shares, and the expiry sweep's broker lives there."
+    )
 
 # ------------------------------------------------------------------------------
 # HTTPS behind a proxy (nginx sets X-Forwarded-Proto)

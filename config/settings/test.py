@@ -1,19 +1,29 @@
-"""Settings for the test suite: the same code paths, fast hashing, temporary files."""
+"""Settings for the test suite: the same code paths, fast hashing, temporary files.
+
+Without REDIS_URL the cache is per-process memory rather than the database table of `make
+run`: each test process is alone, and the table would put a query into every request.
+`check --deploy` rightly refuses that cache outside DEBUG (rotate.E003), like this public
+SECRET_KEY (rotate.E004); plain `check` does not.
+"""
 
 import os
 import tempfile
 
 from .base import *  # noqa: F403
-from .base import DATABASES, STORAGES
+from .base import DATABASES, REDIS_URL, STORAGES
 
 SECRET_KEY = "test-only-not-secret"  # noqa: S105
 DEBUG = False
+if not REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = tempfile.mkdtemp(prefix="rotate-test-media-")
 STATIC_ROOT = tempfile.mkdtemp(prefix="rotate-test-static-")
 STORAGES["videos"]["OPTIONS"]["location"] = MEDIA_ROOT + "/videos"
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
-ROTATE = {"THROTTLE_RATE": "100000/min"}
+# Tests send thousands of requests, many unauthenticated, from one address; the tests
+# of the throttles set their own rates.
+ROTATE = {"THROTTLE_RATE": "100000/min", "FAILED_AUTH_RATE": "100000/min"}
 CELERY_TASK_ALWAYS_EAGER = True
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REQUIRE_SERVICES, require_executable
+from tests.e2e_server import nginx_site
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -80,14 +81,13 @@ def test_deploy_check_is_clean_with_production_settings(storage_env):
     assert "System check identified no issues" in result.stdout
 
 
-def test_deploy_check_flags_a_throttle_cache_that_is_not_shared():
-    # Without REDIS_URL the reference project falls back to a per-process memory cache.
-    result = manage(
-        "check", "--deploy", "--fail-level", "WARNING", env=production_env(REDIS_URL="")
-    )
+def test_deploy_production_settings_refuse_to_load_without_redis():
+    # gunicorn runs no system checks: the settings themselves refuse a cache that is not
+    # shared by every process (the throttle and download slots count there).
+    result = manage("check", env=production_env(REDIS_URL=""))
 
     assert result.returncode != 0
-    assert "rotate.W001" in result.stderr + result.stdout
+    assert "REDIS_URL must be set in production" in result.stderr
 
 
 def test_deploy_production_settings_require_a_secret_key():
@@ -95,6 +95,24 @@ def test_deploy_production_settings_require_a_secret_key():
 
     assert result.returncode != 0
     assert "SECRET_KEY must be set in production" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "secret_key",
+    [
+        "local-development-only-not-secret",  # config/settings/local.py's
+        "change-me-to-50-or-more-random-characters-python-c-import-secrets",  # the old sample
+        "django-insecure-" + "k" * 10 + secrets.token_urlsafe(50),
+        secrets.token_urlsafe(30),  # 40 characters
+        "abcd" * 20,
+    ],
+    ids=["local", "sample", "django-insecure", "short", "repetitive"],
+)
+def test_deploy_production_settings_refuse_a_weak_secret_key(secret_key):
+    result = manage("check", env=production_env(SECRET_KEY=secret_key))
+
+    assert result.returncode != 0
+    assert "SECRET_KEY is not a secret" in result.stderr
 
 
 def compose_command() -> list[str]:
@@ -115,12 +133,38 @@ def compose_command() -> list[str]:
     pytest.skip(message)
 
 
-def compose(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("COMPOSE_")}
-    env.pop("ENV_FILE", None)
+COMPOSE_SECRETS = (
+    "SECRET_KEY",
+    "ROTATE_KEY_PEPPER",
+    "POSTGRES_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+)
+
+
+def filled_env_file() -> str:
+    """docker/.env.example with every empty secret filled in, as a deployment's docker/.env."""
+    lines = (DOCKER / ".env.example").read_text().splitlines()
+    return "\n".join(
+        f"{line}{secrets.token_hex(32)}" if line.rstrip("=") in COMPOSE_SECRETS else line
+        for line in lines
+    )
+
+
+def compose(*args: str, project: Path, env_file: str | None) -> subprocess.CompletedProcess[str]:
+    """`compose *args` on a copy of docker/ in `project`, with `env_file` as its .env (None:
+    no .env at all), so neither the developer's docker/.env nor the shell's secrets count."""
+    shutil.copytree(DOCKER, project, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".env"))
+    if env_file is not None:
+        (project / ".env").write_text(env_file)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("COMPOSE_") and key not in {*COMPOSE_SECRETS, "POSTGRES_USER"}
+    }
     return subprocess.run(
-        [*compose_command(), "--project-directory", str(DOCKER), "-f", "compose.yaml", *args],
-        cwd=DOCKER,
+        [*compose_command(), "--project-directory", str(project), "-f", "compose.yaml", *args],
+        cwd=project,
         env=env,
         capture_output=True,
         text=True,
@@ -129,34 +173,71 @@ def compose(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_deploy_compose_file_is_valid():
-    result = compose("config")
+def test_deploy_compose_file_is_valid_with_a_real_env_file(tmp_path):
+    env_file = filled_env_file()
+    result = compose("config", project=tmp_path, env_file=env_file)
 
     assert result.returncode == 0, result.stderr
     assert "web:" in result.stdout
+    secret_key = read_env_text(env_file)["SECRET_KEY"]
+    assert f"SECRET_KEY: {secret_key}" in result.stdout
 
 
-def test_deploy_compose_defines_every_service():
-    result = compose("config", "--services")
+def test_deploy_compose_defines_every_service(tmp_path):
+    result = compose("config", "--services", project=tmp_path, env_file=filled_env_file())
 
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == SERVICES
 
 
-def read_env_file(path: Path) -> dict[str, str]:
+def test_deploy_compose_refuses_to_start_without_an_env_file(tmp_path):
+    result = compose("config", project=tmp_path, env_file=None)
+
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr or ".env" in result.stderr
+
+
+def test_deploy_compose_refuses_the_sample_env_file_unchanged(tmp_path):
+    result = compose("config", project=tmp_path, env_file=(DOCKER / ".env.example").read_text())
+
+    assert result.returncode != 0
+    assert "set SECRET_KEY in docker/.env" in result.stderr
+
+
+@pytest.mark.parametrize("secret", COMPOSE_SECRETS)
+def test_deploy_compose_refuses_any_empty_secret(tmp_path, secret):
+    env_file = "\n".join(
+        f"{secret}=" if line.startswith(f"{secret}=") else line
+        for line in filled_env_file().splitlines()
+    )
+    result = compose("config", project=tmp_path, env_file=env_file)
+
+    assert result.returncode != 0
+    assert f"set {secret} in docker/.env" in result.stderr
+
+
+def read_env_text(text: str) -> dict[str, str]:
     pairs = (
         line.split("=", 1)
-        for line in path.read_text().splitlines()
+        for line in text.splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     )
     return {key.strip(): value.strip() for key, value in pairs}
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    return read_env_text(path.read_text())
+
+
 def test_deploy_env_example_is_consistent():
     env = read_env_file(DOCKER / ".env.example")
 
-    database = f"postgres://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@postgres:5432/"
-    assert env["DATABASE_URL"] == database + env["POSTGRES_DB"]
+    # The sample ships no secret at all: each must be generated (compose refuses empty ones).
+    assert {name: env[name] for name in COMPOSE_SECRETS} == dict.fromkeys(COMPOSE_SECRETS, "")
+    # compose builds DATABASE_URL from the postgres service's own variables.
+    assert "DATABASE_URL" not in env
+    assert env["POSTGRES_USER"]
+    assert env["POSTGRES_DB"]
     assert env["REDIS_URL"].startswith("redis://redis:6379/")
     assert env["AWS_S3_ENDPOINT_URL"] == "http://minio:9000"
     # The app has its own MinIO user, never the root one.
@@ -193,7 +274,7 @@ def test_deploy_nginx_config_is_valid_and_points_at_the_web_service(tmp_path):
     assert re.search(r"upstream rotate_app \{ server web:8000;", sample)
 
     # nginx resolves upstream names at start: outside compose, `web` becomes loopback.
-    (tmp_path / "default.conf").write_text(sample.replace("web:8000", "127.0.0.1:8000"))
+    (tmp_path / "default.conf").write_text(nginx_site(8000, 80, tmp_path / "access.log"))
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\n"
         f"error_log {tmp_path}/error.log;\n"
@@ -247,9 +328,10 @@ def test_deploy_production_server_behind_the_sample_nginx_answers_probes(tmp_pat
     # Given: gunicorn with the production settings (HTTPS redirect on), behind nginx with
     # the sample config, its upstream pointed at loopback instead of the compose service
     nginx = require_executable("nginx")
-    app_port, proxy_port = free_port(), free_port()
+    redis_server = require_executable("redis-server")
+    app_port, proxy_port, redis_port = free_port(), free_port(), free_port()
     env = production_env(
-        REDIS_URL="",
+        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         ALLOWED_HOSTS="127.0.0.1",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         MEDIA_ROOT=str(tmp_path / "media"),
@@ -258,12 +340,15 @@ def test_deploy_production_server_behind_the_sample_nginx_answers_probes(tmp_pat
         PORT=str(app_port),
         WEB_CONCURRENCY="1",
     )
+    # a private Redis: production settings refuse to load without one
+    redis = subprocess.Popen(
+        [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for_port(redis_port, redis)
     assert manage("migrate", "--noinput", env=env).returncode == 0
-    sample = (DOCKER / "nginx.conf").read_text()
     (tmp_path / "default.conf").write_text(
-        sample.replace("web:8000", f"127.0.0.1:{app_port}").replace(
-            "listen 80;", f"listen 127.0.0.1:{proxy_port};"
-        )
+        nginx_site(app_port, proxy_port, tmp_path / "access.log")
     )
     (tmp_path / "nginx.conf").write_text(
         "daemon off;\nworker_processes 1;\n"
@@ -299,9 +384,9 @@ def test_deploy_production_server_behind_the_sample_nginx_answers_probes(tmp_pat
         }
         status, headers, _ = fetch(f"{base}/api/v1/generations")
         assert status == 301
-        # nginx passes `$host` (no port): the redirect targets the default HTTPS port.
-        assert headers["Location"] == "https://127.0.0.1/api/v1/generations"
+        # nginx passes the Host the client sent, port included (links must keep it).
+        assert headers["Location"] == f"https://127.0.0.1:{proxy_port}/api/v1/generations"
     finally:
-        for process in (proxy, gunicorn):
+        for process in (proxy, gunicorn, redis):
             process.terminate()
             process.wait(timeout=20)

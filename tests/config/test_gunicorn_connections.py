@@ -1,0 +1,135 @@
+"""config/gunicorn.py against idle and slow-header connections (issue 11, item 1).
+
+With `make run`'s gunicorn (2 gthread workers × 16 threads), a few dozen TCP connections
+that send nothing froze gunicorn 23 for good: /healthz timed out during the attack and
+after the connections closed. Here far more connections than threads sit idle, or trickle
+a request head a byte at a time, while /healthz is probed; it must answer during the
+attack and at once after it. Timeouts are generous: they prove "does not hang", not speed.
+"""
+
+import contextlib
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e_server import start_gunicorn
+
+pytestmark = pytest.mark.e2e
+
+WORKERS, THREADS = 2, 16  # make run's gunicorn
+ATTACKERS = 50  # well past the 32 threads
+PROBE_TIMEOUT = 30.0  # a frozen server never answers; a working one does well within this
+PROBES_AFTER = WORKERS * THREADS  # enough to reach every thread of every worker
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    live, process = start_gunicorn(
+        tmp_path, env={"WEB_CONCURRENCY": str(WORKERS), "GUNICORN_THREADS": str(THREADS)}
+    )
+    url = urllib.parse.urlsplit(live.base_url)
+    yield url.hostname, url.port
+    process.terminate()
+    process.wait(timeout=40)
+
+
+def healthz(address: tuple[str, int], timeout: float = PROBE_TIMEOUT) -> int:
+    """The status line's code of GET /healthz, or 0 if the server did not answer in time."""
+    try:
+        with socket.create_connection(address, timeout=timeout) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            head = b""
+            while b"\r\n" not in head:
+                chunk = sock.recv(1024)
+                if not chunk:
+                    break
+                head += chunk
+    except OSError:
+        return 0
+    parts = head.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+@contextlib.contextmanager
+def idle_connections(address: tuple[str, int], count: int) -> Iterator[list[socket.socket]]:
+    """`count` connections that connect and then send nothing."""
+    sockets = [socket.create_connection(address, timeout=5) for _ in range(count)]
+    try:
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@contextlib.contextmanager
+def slow_header_connections(address: tuple[str, int], count: int) -> Iterator[None]:
+    """`count` connections that send a request head one byte every 0.5 s and never finish it."""
+    halt = threading.Event()
+    sockets = [socket.create_connection(address, timeout=5) for _ in range(count)]
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 10_000
+
+    def trickle() -> None:
+        for byte in head:
+            for sock in sockets:
+                with contextlib.suppress(OSError):  # the server may close it: that is fine
+                    sock.send(bytes([byte]))
+            if halt.wait(0.5):
+                return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        halt.set()
+        thread.join()
+        for sock in sockets:
+            sock.close()
+
+
+@contextlib.contextmanager
+def unclosed_connections(address: tuple[str, int], count: int) -> Iterator[None]:
+    """`count` connections that send a whole request, then neither read nor close."""
+    sockets = [socket.create_connection(address, timeout=5) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        yield
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_idle_connections_past_the_thread_count_leave_the_server_answering(server):
+    # given far more connections than threads that never send a byte
+    with idle_connections(server, ATTACKERS):
+        time.sleep(1)  # every worker has accepted what it will
+        # when /healthz is probed during the attack, then it answers
+        assert [healthz(server) for _ in range(3)] == [200] * 3
+    # and once they close, the server answers at once (no worker left spinning)
+    assert [healthz(server, timeout=10) for _ in range(PROBES_AFTER)] == [200] * PROBES_AFTER
+
+
+def test_slow_header_connections_leave_the_server_answering(server):
+    # given far more connections than threads, each trickling a request head that never ends
+    with slow_header_connections(server, ATTACKERS):
+        time.sleep(1)
+        # when /healthz is probed during the attack, then it answers
+        assert [healthz(server) for _ in range(3)] == [200] * 3
+    # and once they close, the server answers at once
+    assert [healthz(server, timeout=10) for _ in range(PROBES_AFTER)] == [200] * PROBES_AFTER
+
+
+def test_clients_that_never_close_leave_the_server_answering(server):
+    # given far more clients than threads that were answered but never close their end
+    # (gunicorn lingers up to 2 s on each for its FIN: on the main loop, that froze a worker)
+    with unclosed_connections(server, ATTACKERS):
+        time.sleep(1)
+        # when /healthz is probed meanwhile, then it answers
+        assert [healthz(server) for _ in range(3)] == [200] * 3
+    assert [healthz(server, timeout=10) for _ in range(PROBES_AFTER)] == [200] * PROBES_AFTER
