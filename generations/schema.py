@@ -54,7 +54,7 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.IntegerField(
         help_text="4001 validation, 4002 authentication, 4004 forbidden, 4005 rate limited, "
         "4006 not found, 4007 video expired, 4008 method not allowed, 4009 not acceptable, "
-        "4010 range not satisfiable, 5000 internal error."
+        "4010 range not satisfiable, 4011 request too large, 5000 internal error."
     )
     message = serializers.CharField()
     meta = ErrorMetaSerializer()
@@ -312,6 +312,7 @@ if SPECTACULAR:
         404: _error("Not found (code 4006); `meta.resource` says what."),
         406: _error("`Accept` names nothing this operation can produce (code 4009)."),
         410: _error("Your generation's video has expired (code 4007)."),
+        413: _error("The body is over this operation's limit, 1 MB (code 4011)."),
         416: _error("The range starts past the end (code 4010); `Content-Range: bytes */size`."),
         429: _error("Too many requests for this key (code 4005)."),
     }
@@ -347,7 +348,7 @@ if SPECTACULAR:
             ],
             responses={
                 (200, "application/zip"): archive,
-                **_errors(400, 401, 404, 406, 429),
+                **_errors(400, 401, 404, 406, 413, 429),
             },
             examples=[
                 OpenApiExample("videoIds", value={"videoIds": [4983, 4982]}, request_only=True)
@@ -487,7 +488,7 @@ if SPECTACULAR:
                 parameters=[_WWW_AUTHENTICATE, _RETRY_AFTER],
                 responses={
                     (200, _JSON): DownloadLinkSerializer,
-                    **_errors(400, 401, 406, 429),
+                    **_errors(400, 401, 406, 413, 429),
                 },
             )
         ]

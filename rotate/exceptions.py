@@ -52,7 +52,15 @@ class ResourceNotFound(ApiError):
         super().__init__(self.message, headers=headers, resource=resource)
 
 
-# (error code, message, title) for DRF's own exceptions, by HTTP status.
+class PayloadTooLarge(ApiError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    error_code = 4011
+    message = "Request too large"
+    title = "Payload Too Large"
+
+
+# (error code, message, title) for DRF's own exceptions and for the error responses of
+# anything else under the API prefix (rotate.middleware), by HTTP status.
 _ENVELOPES: Mapping[int, tuple[int, str, str]] = {
     400: (4001, "Validation failed", "Validation Error"),
     401: (4002, "Authentication failed", "Unauthorized"),
@@ -60,6 +68,7 @@ _ENVELOPES: Mapping[int, tuple[int, str, str]] = {
     404: (4006, "resource not found", "Resource Not Found"),
     405: (4008, "Method not allowed", "Method Not Allowed"),
     406: (4009, "Not acceptable", "Not Acceptable"),
+    413: (4011, "Request too large", "Payload Too Large"),
     429: (4005, "Too many requests", "Rate Limited"),
 }
 _SERVER_ERROR = (5000, "Internal error", "Server Error")
@@ -79,6 +88,25 @@ def envelope(
             "meta": {"friendlyMessage": friendly_message, "type": "error", "title": title, **meta},
         },
     }
+
+
+def envelope_for_status(status_code: int, friendly_message: str | None = None) -> dict[str, Any]:
+    """The envelope of an error known only by its HTTP status (no detail that could leak).
+
+    Any 5xx is a 5000; a 4xx without a code of its own is a 4001, keeping its status.
+    """
+    if status_code >= status.HTTP_500_INTERNAL_SERVER_ERROR:
+        code, message, title = _SERVER_ERROR
+    else:
+        code, message, title = _ENVELOPES.get(status_code, _ENVELOPES[400])
+    meta = {"resource": "resource"} if status_code == status.HTTP_404_NOT_FOUND else {}
+    return envelope(
+        code=code,
+        message=message,
+        title=title,
+        friendly_message=friendly_message or message,
+        **meta,
+    )
 
 
 def _friendly_message(detail: Any) -> str:
@@ -113,9 +141,8 @@ def envelope_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Re
     if response is None:
         logger.exception("unhandled error in %s", type(context.get("view")).__name__, exc_info=exc)
         set_rollback()
-        code, message, title = _SERVER_ERROR
         return Response(
-            envelope(code=code, message=message, title=title, friendly_message=message),
+            envelope_for_status(status.HTTP_500_INTERNAL_SERVER_ERROR),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     if isinstance(exc, ApiError):
@@ -129,10 +156,9 @@ def envelope_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Re
         for name, value in exc.headers.items():
             response[name] = value
         return response
-    code, message, title = _ENVELOPES.get(response.status_code, _ENVELOPES[400])
     if response.status_code == status.HTTP_401_UNAUTHORIZED:
         friendly = _AUTH_FRIENDLY_MESSAGE
     else:
-        friendly = _friendly_message(getattr(exc, "detail", message))
-    response.data = envelope(code=code, message=message, title=title, friendly_message=friendly)
+        friendly = _friendly_message(getattr(exc, "detail", ""))
+    response.data = envelope_for_status(response.status_code, friendly)
     return response

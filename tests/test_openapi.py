@@ -85,14 +85,14 @@ def test_openapi_paths_are_canonical_without_trailing_slash(schema):
 @pytest.mark.parametrize(
     ("path", "method", "codes"),
     [
-        ("generations/download", "post", {200, 400, 401, 404, 406, 429}),
+        ("generations/download", "post", {200, 400, 401, 404, 406, 413, 429}),
         ("generations/download", "get", {200, 206, 400, 401, 404, 406, 416, 429}),
         ("generations/download", "head", {200, 206, 400, 401, 404, 406, 416, 429}),
         ("generations/{generation_id}", "get", {200, 206, 401, 404, 406, 410, 416, 429}),
         ("generations/{generation_id}", "head", {200, 206, 401, 404, 406, 410, 416, 429}),
         ("generations/{generation_id}/status", "get", {200, 401, 404, 406, 429}),
         ("generations", "get", {200, 400, 401, 406, 429}),
-        ("generations/download/links", "post", {200, 400, 401, 406, 429}),
+        ("generations/download/links", "post", {200, 400, 401, 406, 413, 429}),
     ],
 )
 def test_openapi_documents_every_status_code(schema, path, method, codes):

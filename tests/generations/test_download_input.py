@@ -158,7 +158,11 @@ def test_download_body_rejects_wrong_content_type(api_client, ready, content_typ
 
 
 def test_download_form_body_is_accepted(api_client, ready):
-    response = api_client.post(URL, data={"videoIds": [ready[0].pk, ready[1].pk]})
+    response = api_client.post(
+        URL,
+        data=f"videoIds={ready[0].pk}&videoIds={ready[1].pk}",
+        content_type="application/x-www-form-urlencoded",
+    )
     assert response.status_code == 200
     response = api_client.post(
         URL,

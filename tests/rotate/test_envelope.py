@@ -4,13 +4,16 @@ import json
 from typing import Any, ClassVar
 
 import pytest
+from django.conf import settings
 from django.core.cache import BaseCache, caches
 from django.test import override_settings
+from rest_framework.exceptions import Throttled
 from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
 
 from rotate.models import ApiKey
 from tests.factories import GenerationFactory
+from tests.rotate.api_urls import ActingView
 from tests.rotate.envelopes import (
     DOWNLOAD_URL,
     LIST_URL,
@@ -129,7 +132,8 @@ def test_envelope_not_acceptable(api_client: APIClient, accept: str) -> None:
 def test_envelope_throttled_after_the_rate(
     api_key: tuple[ApiKey, str], api_client: APIClient, make_key: Any, throttle_reset: None
 ) -> None:
-    with override_settings(ROTATE={"THROTTLE_RATE": "2/min"}):
+    # (the test settings' other ROTATE values kept: the failed-auth limit stays out of the way)
+    with override_settings(ROTATE={**settings.ROTATE, "THROTTLE_RATE": "2/min"}):
         # given: a key that used up its two requests of the minute
         assert api_client.get(LIST_URL).status_code == 200
         assert api_client.get(LIST_URL).status_code == 200
@@ -155,7 +159,8 @@ def test_envelope_throttle_fails_open_when_the_cache_is_down(api_client: APIClie
         "broken": {"BACKEND": "tests.rotate.test_envelope.BrokenCache"},
     }
     with override_settings(
-        CACHES=broken_caches, ROTATE={"THROTTLE_CACHE": "broken", "THROTTLE_RATE": "1/min"}
+        CACHES=broken_caches,
+        ROTATE={**settings.ROTATE, "THROTTLE_CACHE": "broken", "THROTTLE_RATE": "1/min"},
     ):
         # when: the key makes three requests
         statuses = [api_client.get(LIST_URL).status_code for _ in range(3)]
@@ -280,3 +285,157 @@ def test_envelope_success_responses_are_not_enveloped(api_client: APIClient) -> 
     assert response.status_code == 200
     assert "success" not in response.json()
     assert response["Cache-Control"] == "private, no-store"
+
+
+# ------------------------------------------------------------------------------
+# An `Accept` naming no JSON: errors stay JSON with their own reason; only a request that
+# would otherwise succeed gets 406 (contract §2)
+# ------------------------------------------------------------------------------
+STATUS_URL = "/api/v1/generations/{}/status"
+
+
+def assert_not_acceptable(response: Any) -> None:
+    assert_error_envelope(
+        response, status=406, code=4009, message="Not acceptable", title="Not Acceptable"
+    )
+
+
+@pytest.mark.parametrize("accept", ["text/html", "image/png", "text/html, image/*;q=0.9"])
+@pytest.mark.parametrize("path", [LIST_URL, STATUS_URL.format(1), DOWNLOAD_URL + "?ids=1"])
+def test_accept_without_json_and_without_key_is_401(
+    unauthorized_body: bytes, accept: str, path: str
+) -> None:
+    response = APIClient().get(path, HTTP_ACCEPT=accept)
+
+    assert_unauthorized(response)
+    assert response.content == unauthorized_body
+
+
+def test_accept_without_json_and_a_bad_key_is_401(unauthorized_body: bytes) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Bearer rp_nope")
+
+    response = client.get(LIST_URL, HTTP_ACCEPT="image/png")
+
+    assert response.content == unauthorized_body
+
+
+def test_accept_without_json_on_a_request_that_succeeds_is_406(
+    api_client: APIClient, user: Any
+) -> None:
+    generation = GenerationFactory(owner=user)
+
+    response = api_client.get(STATUS_URL.format(generation.pk), HTTP_ACCEPT="image/png")
+
+    assert_not_acceptable(response)
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "status"),
+    [
+        ({"path": STATUS_URL.format(999999)}, 404),
+        ({"path": "/api/v1/generations/999999"}, 404),
+        ({"path": DOWNLOAD_URL, "data": {"ids": "0"}}, 400),
+        ({"path": DOWNLOAD_URL, "data": {"ids": "999999"}}, 404),
+        ({"path": LIST_URL, "data": {"page": "0"}}, 400),
+    ],
+    ids=["E4 404", "E3 404", "E2 400", "E2 404", "E5 400"],
+)
+def test_accept_without_json_keeps_the_real_error(
+    api_client: APIClient, request_kwargs: dict[str, Any], status: int
+) -> None:
+    response = api_client.get(**request_kwargs, HTTP_ACCEPT="image/png")
+
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] != 4009
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"videoIds": [1,', b'{"videoIds": []}', b'{"videoIds": [1], "ids": [2]}'],
+    ids=["malformed", "empty", "both keys"],
+)
+def test_accept_without_json_and_a_bad_body_is_400(api_client: APIClient, data: bytes) -> None:
+    response = api_client.post(
+        DOWNLOAD_URL, data=data, content_type="application/json", HTTP_ACCEPT="image/png"
+    )
+
+    assert_error_envelope(
+        response, status=400, code=4001, message="Validation failed", title="Validation Error"
+    )
+
+
+def test_accept_without_json_on_a_download_that_succeeds_is_406(
+    api_client: APIClient, user: Any, mp4_bytes: bytes
+) -> None:
+    generation = GenerationFactory(owner=user, video=mp4_bytes)
+
+    response = api_client.post(
+        DOWNLOAD_URL, {"videoIds": [generation.pk]}, format="json", HTTP_ACCEPT="image/png"
+    )
+
+    assert_not_acceptable(response)
+
+
+@pytest.mark.urls("tests.rotate.api_urls")
+def test_accept_without_json_stops_a_handler_before_it_acts(api_client: APIClient) -> None:
+    ActingView.actions.clear()
+
+    refused = api_client.post(
+        "/api/test/acting", {"value": 1}, format="json", HTTP_ACCEPT="image/png"
+    )
+    invalid = api_client.post("/api/test/acting", {}, format="json", HTTP_ACCEPT="image/png")
+    done = api_client.post("/api/test/acting", {"value": 2}, format="json")
+
+    assert_not_acceptable(refused)
+    assert invalid.status_code == 400
+    assert done.status_code == 200
+    assert ActingView.actions == [2]
+
+
+# ------------------------------------------------------------------------------
+# The failed-authentication throttle is asked before authentication, told of each failure
+# ------------------------------------------------------------------------------
+@pytest.fixture
+def failed_auth_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    monkeypatch.setattr("rotate.views.failed_auth_check", lambda request: calls.append("check"))
+    monkeypatch.setattr("rotate.views.failed_auth_record", lambda request: calls.append("record"))
+    return calls
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer rp_nope", "Basic dXNlcjpwdw=="])
+def test_failed_auth_is_recorded(failed_auth_calls: list[str], authorization: str | None) -> None:
+    client = APIClient()
+    if authorization:
+        client.credentials(HTTP_AUTHORIZATION=authorization)
+
+    response = client.get(LIST_URL, HTTP_ACCEPT="text/html")
+
+    assert_unauthorized(response)
+    assert failed_auth_calls == ["check", "record"]
+
+
+def test_failed_auth_is_not_recorded_for_a_valid_key(
+    api_client: APIClient, failed_auth_calls: list[str]
+) -> None:
+    assert api_client.get(STATUS_URL.format(999999)).status_code == 404
+
+    assert failed_auth_calls == ["check"]
+
+
+def test_failed_auth_throttle_answers_before_authentication(
+    api_client: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def throttled(request: Any) -> None:
+        raise Throttled(wait=42)
+
+    monkeypatch.setattr("rotate.views.failed_auth_check", throttled)
+
+    response = api_client.get(LIST_URL, HTTP_ACCEPT="application/zip")
+
+    assert_error_envelope(
+        response, status=429, code=4005, message="Too many requests", title="Rate Limited"
+    )
+    assert response["Retry-After"] == "42"

@@ -1,0 +1,111 @@
+"""Everything under the API prefix answers in the error envelope and carries `X-Request-ID`.
+
+Our views already answer in the envelope; what they never see answers in HTML: an
+unknown path (with `DEBUG`, Django's page listing every URL pattern), a refused `Host`
+header, a CSRF failure, an error raised in a middleware. Add
+`rotate.middleware.ApiEnvelopeMiddleware` first in `MIDDLEWARE`, so it sees the errors of
+every other middleware; it leaves responses outside `ROTATE["API_PREFIX"]` alone.
+"""
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+
+from rotate.conf import rotate_settings
+from rotate.exceptions import envelope_for_status
+from rotate.request_ids import HEADER as REQUEST_ID_HEADER
+from rotate.request_ids import request_id
+
+# Headers that describe the body being replaced; everything else (CORS, security,
+# `WWW-Authenticate`, `Allow`, `Retry-After`, `Vary`) is kept.
+_BODY_HEADERS = frozenset(
+    {
+        "content-disposition",
+        "content-encoding",
+        "content-language",
+        "content-length",
+        "content-range",
+        "content-type",
+        "etag",
+        "last-modified",
+    }
+)
+GetResponse = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
+# An error body larger than this is nobody's envelope: no need to read it to know.
+_ENVELOPE_MAX_SIZE = 64 * 1024
+
+
+def _is_api_path(path: str) -> bool:
+    prefix = rotate_settings.API_PREFIX
+    return path.startswith(prefix) or path == prefix.rstrip("/")
+
+
+def _is_envelope(request: HttpRequest, response: HttpResponseBase) -> bool:
+    """Whether the error response is already ours (a JSON envelope, or its HEAD twin)."""
+    if response.streaming or not response.get("Content-Type", "").startswith("application/json"):
+        return False
+    if request.method == "HEAD":
+        return True
+    content = response.content  # type: ignore[attr-defined]
+    if len(content) > _ENVELOPE_MAX_SIZE:
+        return False
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("success") is False and "error" in body
+
+
+def _enveloped(request: HttpRequest, response: HttpResponseBase) -> HttpResponse:
+    """The envelope for `response`'s status, with its non-body headers and cookies.
+
+    Nothing of the original body is kept: a debug page names paths, settings and code.
+    """
+    body = json.dumps(envelope_for_status(response.status_code)).encode()
+    enveloped = HttpResponse(
+        b"" if request.method == "HEAD" else body,
+        status=response.status_code,
+        content_type="application/json",
+    )
+    enveloped["Content-Length"] = str(len(body))
+    for name, value in response.items():
+        if name.lower() not in _BODY_HEADERS:
+            enveloped[name] = value
+    enveloped.cookies = response.cookies
+    response.close()
+    return enveloped
+
+
+class ApiEnvelopeMiddleware:
+    """Wraps every error response under the API prefix in the envelope; sets X-Request-ID.
+
+    Sync and async, so an ASGI server streams downloads without a thread hop here.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        return self.process(request, self.get_response(request))  # type: ignore[arg-type]
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        return self.process(request, await self.get_response(request))  # type: ignore[misc]
+
+    def process(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        if not _is_api_path(request.path_info):
+            return response
+        if response.status_code >= 400 and not _is_envelope(request, response):
+            response = _enveloped(request, response)
+        response.setdefault(REQUEST_ID_HEADER, request_id(request))
+        return response
