@@ -12,8 +12,17 @@ DEFAULTS = {
     # by every server process in production (Redis).
     "THROTTLE_RATE": "600/min",
     "THROTTLE_CACHE": "default",
+    # Failed authentications (401) per client address (DRF rate syntax; None = no limit),
+    # counted in THROTTLE_CACHE. Past it, the address gets 429 until its window ends.
+    "FAILED_AUTH_RATE": "30/min",
+    # Addresses or CIDRs of the reverse proxies whose X-Forwarded-For is believed (e.g.
+    # nginx's); empty: the client is REMOTE_ADDR, whatever the request claims.
+    "TRUSTED_PROXIES": (),
     # `last_used_at` is written at most once per interval, not on every request.
     "LAST_USED_INTERVAL": timedelta(minutes=5),
+    # Where the API is mounted: rotate.middleware.ApiEnvelopeMiddleware puts every error
+    # response under it in the envelope and gives every response an X-Request-ID.
+    "API_PREFIX": "/api/",
 }
 
 rotate_settings = AppSettings("ROTATE", DEFAULTS)

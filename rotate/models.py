@@ -1,5 +1,6 @@
 """The API key model: only a digest is stored, looked up by its public prefix."""
 
+import secrets
 from datetime import datetime
 
 from django.conf import settings
@@ -16,6 +17,11 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         )
 
 
+def link_secret_generate() -> str:
+    """A new per-key secret for signed links (256 bits); the default of `ApiKey.link_secret`."""
+    return secrets.token_urlsafe(32)
+
+
 class ApiKey(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
@@ -27,6 +33,9 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Mixed with SECRET_KEY into the MAC of the key's signed links (E7), so SECRET_KEY alone
+    # forges none; replacing it kills every link the key issued. Never shown anywhere.
+    link_secret = models.CharField(max_length=64, editable=False, default=link_secret_generate)
 
     objects = ApiKeyQuerySet.as_manager()
 

@@ -25,6 +25,15 @@ def require_executable(name: str) -> str:
     return path
 
 
+@pytest.fixture(autouse=True)
+def failed_auth_forgotten() -> None:
+    """Each test starts with no failed authentication counted against the test client's
+    address: a test that replaces `settings.ROTATE` gets the default 30/min back."""
+    from django.core.cache import caches
+
+    caches["default"].delete("rotate:failed-auth:127.0.0.1:start")
+
+
 @pytest.fixture
 def mp4_bytes() -> bytes:
     """A real H.264 MP4 (the demo video)."""

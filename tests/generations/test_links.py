@@ -13,8 +13,9 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from generations.links import download_link_create
+from generations.links import _ids_digest, download_link_create
 from generations.models import Generation
+from rotate.models import ApiKey, link_secret_generate
 from rotate.services import api_key_revoke
 from tests.factories import ApiKeyFactory, GenerationFactory
 from tests.rotate.envelopes import assert_error_envelope, assert_unauthorized
@@ -54,6 +55,12 @@ def link_for(api_key, ids: list[int], *, now: datetime | None = None) -> str:
     return f"{DOWNLOAD_URL}?{urlencode({'ids': ','.join(map(str, ids)), 'token': token})}"
 
 
+def claimed_payload(token: str) -> dict:
+    """What a token says, read without checking it (anyone can: it is signed, not encrypted)."""
+    value = token.rsplit(":", 2)[0]
+    return json.loads(signing.b64_decode(value.encode()))
+
+
 def names_in(response) -> list[str]:
     return zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
 
@@ -85,8 +92,9 @@ def test_links_url_never_carries_the_key(api_key, api_client, videos):
     assert api_key_obj.digest not in url
     # the token is the key's database id, its owner and a digest of the IDs, signed
     token = parse_qs(urlsplit(url).query)["token"][0]
-    payload = signing.loads(token, salt="generations.links.download")
+    payload = claimed_payload(token)
     assert set(payload) == {"key", "owner", "ids"}
+    assert api_key_obj.link_secret not in token
     assert payload["key"] == api_key_obj.pk
     assert payload["owner"] == str(api_key_obj.owner_id)
 
@@ -187,7 +195,7 @@ def _forge_payload(path: str) -> str:
     """A token for another key id, signed with another salt."""
 
     def change(token: str) -> str:
-        payload = signing.loads(token, salt="generations.links.download")
+        payload = claimed_payload(token)
         return signing.dumps({**payload, "key": payload["key"] + 1}, salt="another salt")
 
     return _with_token(path, change)
@@ -304,6 +312,123 @@ def test_links_stop_with_their_key(
     assert response.content == unauthorized_body
 
 
+def _resign_with_secret_key_alone(token: str, **changes: object) -> str:
+    """What SECRET_KEY alone can sign: the link's payload (or a changed one) at its issue
+    time, with the salt and signer of the code, as the token scheme before issue 11 did."""
+    _, timestamp, _ = token.rsplit(":", 2)
+
+    class Signer(signing.TimestampSigner):
+        def timestamp(self) -> str:
+            return timestamp
+
+    payload = {**claimed_payload(token), **changes}
+    return Signer(salt="generations.links.download").sign_object(payload)
+
+
+def test_links_secret_key_alone_forges_nothing(api_key, videos, unauthorized_body):
+    # given an attacker who knows SECRET_KEY and sees one link of another key
+    other_key, _ = ApiKeyFactory(owner=videos["foreign"].owner)
+    a, b = videos["first"].pk, videos["second"].pk
+    seen = download_link_create(api_key=api_key[0], ids=[a]).token
+    forged = {
+        "same payload": _resign_with_secret_key_alone(seen),
+        "more ids": _resign_with_secret_key_alone(seen, ids=_ids_digest([a, b])),
+        "another key": _resign_with_secret_key_alone(
+            seen, key=other_key.pk, owner=str(other_key.owner_id)
+        ),
+    }
+    # when they follow the links they signed
+    for name, token in forged.items():
+        ids = f"{a},{b}" if name == "more ids" else f"{a}"
+        response = APIClient().get(f"{DOWNLOAD_URL}?{urlencode({'ids': ids, 'token': token})}")
+        # then nothing opens
+        assert_unauthorized(response)
+        assert response.content == unauthorized_body, name
+    # while the genuine link works
+    assert APIClient().get(f"{DOWNLOAD_URL}?ids={a}&token={seen}").status_code == 200
+
+
+def test_links_are_keyed_per_api_key(user, videos, unauthorized_body):
+    # given two keys of one owner and a link of the first
+    first, _ = ApiKeyFactory(owner=user)
+    second, _ = ApiKeyFactory(owner=user)
+    ids = [videos["first"].pk]
+    token = download_link_create(api_key=first, ids=ids).token
+    # when the token claims the second key, keeping the first key's signature
+    _, timestamp, signature = token.rsplit(":", 2)
+    claimed = signing.b64_encode(
+        json.dumps({**claimed_payload(token), "key": second.pk}, separators=(",", ":")).encode()
+    ).decode()
+    response = APIClient().get(
+        f"{DOWNLOAD_URL}?ids={ids[0]}&token={claimed}:{timestamp}:{signature}"
+    )
+    # then
+    assert_unauthorized(response)
+    assert response.content == unauthorized_body
+
+
+def test_links_die_when_their_key_gets_a_new_link_secret(api_key, videos, unauthorized_body):
+    path = link_for(api_key[0], [videos["first"].pk])
+    assert APIClient().get(path).status_code == 200
+
+    ApiKey.objects.filter(pk=api_key[0].pk).update(link_secret=link_secret_generate())
+    response = APIClient().get(path)
+
+    assert_unauthorized(response)
+    assert response.content == unauthorized_body
+
+
+def test_links_survive_a_secret_key_rotation_through_fallbacks(api_key, videos, settings):
+    path = link_for(api_key[0], [videos["first"].pk])
+    old = settings.SECRET_KEY
+
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "a-new-secret-key-" + "x" * 40, [old]
+    kept = APIClient().get(path)
+    settings.SECRET_KEY_FALLBACKS = []
+    dropped = APIClient().get(path)
+
+    assert kept.status_code == 200
+    assert_unauthorized(dropped)
+
+
+def test_links_every_key_has_its_own_link_secret(user):
+    secrets_ = {ApiKeyFactory(owner=user)[0].link_secret for _ in range(5)}
+
+    assert len(secrets_) == 5
+    assert all(len(secret) >= 43 for secret in secrets_)  # 256 bits, base64
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        pytest.param("[" * 5000, id="deeply-nested"),
+        pytest.param('{"key": true}', id="boolean-key"),
+        pytest.param('{"key": "1"}', id="string-key"),
+        pytest.param("[1]", id="not-an-object"),
+    ],
+)
+def test_links_odd_claims_are_401(api_key, videos, unauthorized_body, claim):
+    value = signing.b64_encode(claim.encode()).decode()
+    token = f"{value}:1xXwtG:c2lnbmF0dXJl"
+
+    response = APIClient().get(f"{DOWNLOAD_URL}?ids={videos['first'].pk}&token={token}")
+
+    assert_unauthorized(response)
+    assert response.content == unauthorized_body
+
+
+def test_links_secret_is_never_shown_in_the_admin(api_key, client, django_user_model):
+    admin = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin)
+
+    page = client.get(f"/admin/rotate/apikey/{api_key[0].pk}/change/")
+    listing = client.get("/admin/rotate/apikey/")
+
+    assert page.status_code == listing.status_code == 200
+    assert api_key[0].link_secret not in page.content.decode()
+    assert api_key[0].link_secret not in listing.content.decode()
+
+
 def test_links_token_never_authorises_a_post(api_key, videos):
     path = link_for(api_key[0], [videos["first"].pk])
     body = {"videoIds": [videos["first"].pk]}
@@ -368,7 +493,11 @@ def test_links_create_validates_like_e1(api_client, body, friendly):
 
 
 def test_links_create_accepts_a_trailing_slash_and_form_body(api_client, videos):
-    response = api_client.post(f"{LINKS_URL}/", data={"ids": f"{videos['first'].pk}"})
+    response = api_client.post(
+        f"{LINKS_URL}/",
+        data=f"ids={videos['first'].pk}",
+        content_type="application/x-www-form-urlencoded",
+    )
 
     assert response.status_code == 200
     assert parse_qs(urlsplit(response.json()["url"]).query)["ids"] == [str(videos["first"].pk)]
