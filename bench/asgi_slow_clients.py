@@ -131,6 +131,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.read_chunk_kib:
         os.environ["READ_CHUNK_SIZE"] = str(args.read_chunk_kib * 1024)
+    # Every client downloads with the one demo key: lift its concurrent-download cap (8),
+    # which is not what this measures.
+    os.environ["MAX_CONCURRENT_DOWNLOADS"] = str(args.clients)
     with tempfile.TemporaryDirectory(prefix="asgi-slow-clients-") as workdir:
         server, process = start_uvicorn(Path(workdir))
         try:

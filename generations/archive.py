@@ -1,13 +1,14 @@
 """Streaming ZIP writer, step 'stream' of the download data path.
 
 Lays out stored archives up front, so any byte range is served without the bytes before it.
+Every entry's size and CRC-32 are known before the first byte, so no entry needs a data
+descriptor (which Java's `ZipInputStream` refuses on stored entries).
 """
 
 import struct
-import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
 
@@ -19,12 +20,9 @@ _CENTRAL_RECORD = struct.Struct("<IHHHHHHIIIHHHHHII")
 _END_RECORD = struct.Struct("<IHHHHIIH")
 _ZIP64_END_RECORD = struct.Struct("<IQHHIIQQQQ")
 _ZIP64_END_LOCATOR = struct.Struct("<IIQI")
-_DESCRIPTOR = struct.Struct("<IIII")
-_ZIP64_DESCRIPTOR = struct.Struct("<IIQQ")
 
 _ZIP64_THRESHOLD = 0xFFFFFFFF  # 32-bit fields holding this (or more) live in the zip64 extra
 _ZIP64_COUNT_THRESHOLD = 0xFFFF
-_FLAG_DESCRIPTOR = 1 << 3
 _FLAG_UTF8 = 1 << 11
 _VERSION_ZIP32 = 20
 _VERSION_ZIP64 = 45
@@ -45,11 +43,11 @@ class ArchiveReadError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ArchiveEntry:
-    """One file of the archive; size/crc32 None mean unknown until streamed."""
+    """One file of the archive, its size and CRC-32 known before any of it is read."""
 
     name: str
-    size: int | None
-    crc32: int | None
+    size: int
+    crc32: int
     modified_at: datetime
     opener: Opener
 
@@ -60,7 +58,7 @@ class ArchiveEntry:
 
 @dataclass(frozen=True, slots=True)
 class _Record:
-    """An entry's header fields, shared by the local header, descriptor and central record."""
+    """An entry's header fields, shared by the local header and the central record."""
 
     name: bytes
     flags: int
@@ -133,9 +131,7 @@ def archive_layout_build(entries: Sequence[ArchiveEntry]) -> ArchiveLayout:
     records: list[_Record] = []
     offset = 0
     for entry in entries:
-        if entry.size is None or entry.crc32 is None:
-            raise ValueError(f"{entry.name!r}: a layout needs the size and CRC-32 of every entry")
-        record = _record(entry, offset, flags=0)
+        record = _record(entry, offset)
         header = _local_header(record)
         starts.append(offset)
         segments.append(header)
@@ -156,47 +152,13 @@ def archive_layout_build(entries: Sequence[ArchiveEntry]) -> ArchiveLayout:
     )
 
 
-def iter_archive_streaming(entries: Sequence[ArchiveEntry]) -> Iterator[bytes]:
-    """Stream an archive with data descriptors, for entries whose size or CRC is not known yet.
-
-    An entry of unknown size must stay below 0xFFFFFFFF bytes: its local header cannot announce
-    zip64 retroactively, so reaching that size raises ArchiveReadError.
-    """
-    _check_names(entries)
-    records: list[_Record] = []
-    offset = 0
-    for entry in entries:
-        record = _record(entry, offset, flags=_FLAG_DESCRIPTOR)
-        header = _local_header(record)
-        yield header
-        offset += len(header)
-        crc = size = 0
-        for chunk in _checked(entry.name, entry.opener(0, None), offset, entry.size):
-            crc = zlib.crc32(chunk, crc)
-            size += len(chunk)
-            yield chunk
-        offset += size
-        if entry.crc32 is not None and crc != entry.crc32:
-            raise ArchiveReadError(
-                entry.name, offset, f"CRC-32 {crc:#010x}, expected {entry.crc32:#010x}"
-            )
-        record = replace(record, crc32=crc, size=size)
-        descriptor = _data_descriptor(record)
-        yield descriptor
-        offset += len(descriptor)
-        records.append(record)
-    yield _central_directory(records, offset)
-
-
 def _checked(
-    entry_name: str, chunks: Iterable[bytes], offset: int, expected: int | None
+    entry_name: str, chunks: Iterable[bytes], offset: int, expected: int
 ) -> Iterator[bytes]:
     """Pass chunks through untouched, raising on a short or long read before it reaches the client.
 
-    `offset` is the archive position of the first chunk; with `expected` None the limit is the
-    largest size a header without zip64 can hold.
+    `offset` is the archive position of the first chunk.
     """
-    limit = _ZIP64_THRESHOLD - 1 if expected is None else expected
     received = 0
     iterator = iter(chunks)
     while True:
@@ -207,10 +169,12 @@ def _checked(
         except Exception as exc:  # a storage failure, named after the entry it hit
             raise ArchiveReadError(entry_name, offset + received, f"read failed: {exc}") from exc
         received += len(chunk)
-        if received > limit:
-            raise ArchiveReadError(entry_name, offset + limit, f"read more than {limit} bytes")
+        if received > expected:
+            raise ArchiveReadError(
+                entry_name, offset + expected, f"read more than {expected} bytes"
+            )
         yield chunk
-    if expected is not None and received != expected:
+    if received != expected:
         raise ArchiveReadError(
             entry_name, offset + received, f"read {received} bytes, expected {expected}"
         )
@@ -227,20 +191,21 @@ def _check_names(entries: Sequence[ArchiveEntry]) -> None:
         seen.add(entry.name)
 
 
-def _record(entry: ArchiveEntry, offset: int, flags: int) -> _Record:
-    """Header fields of an entry at `offset`; unknown CRC/size start as 0."""
+def _record(entry: ArchiveEntry, offset: int) -> _Record:
+    """Header fields of an entry at `offset`."""
+    flags = 0
     try:
         name = entry.name.encode("ascii")
     except UnicodeEncodeError:
-        name, flags = entry.name.encode(), flags | _FLAG_UTF8
+        name, flags = entry.name.encode(), _FLAG_UTF8
     moment = min(max(entry.modified_at.astimezone(UTC), _DOS_EPOCH), _DOS_END)
     return _Record(
         name=name,
         flags=flags,
         dos_time=moment.hour << 11 | moment.minute << 5 | moment.second // 2,
         dos_date=(moment.year - 1980) << 9 | moment.month << 5 | moment.day,
-        crc32=entry.crc32 or 0,
-        size=entry.size or 0,
+        crc32=entry.crc32,
+        size=entry.size,
         offset=offset,
     )
 
@@ -253,13 +218,11 @@ def _zip64_extra(*values: int) -> bytes:
 
 
 def _local_header(record: _Record) -> bytes:
-    """Local file header; with a data descriptor CRC and sizes are left zero."""
-    deferred = record.flags & _FLAG_DESCRIPTOR
-    crc, size = (0, 0) if deferred else (record.crc32, record.size)
+    """Local file header, with the CRC-32 and sizes (never deferred to a data descriptor)."""
     if record.size >= _ZIP64_THRESHOLD:
-        extra, size32 = _zip64_extra(size, size), _ZIP64_THRESHOLD
+        extra, size32 = _zip64_extra(record.size, record.size), _ZIP64_THRESHOLD
     else:
-        extra, size32 = b"", size
+        extra, size32 = b"", record.size
     fixed = _LOCAL_HEADER.pack(
         0x04034B50,
         record.version,
@@ -267,19 +230,13 @@ def _local_header(record: _Record) -> bytes:
         0,  # stored
         record.dos_time,
         record.dos_date,
-        crc,
+        record.crc32,
         size32,
         size32,
         len(record.name),
         len(extra),
     )
     return fixed + record.name + extra
-
-
-def _data_descriptor(record: _Record) -> bytes:
-    """Signed data descriptor, with 8-byte sizes when the local header announced zip64."""
-    layout = _ZIP64_DESCRIPTOR if record.size >= _ZIP64_THRESHOLD else _DESCRIPTOR
-    return layout.pack(0x08074B50, record.crc32, record.size, record.size)
 
 
 def _central_record(record: _Record) -> bytes:

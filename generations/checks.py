@@ -15,7 +15,13 @@ from rotate.checks import settings_shape_errors
 
 # Counts that must be at least 1; every other int setting must be at least 0.
 _POSITIVE_INTS = frozenset(
-    {"READ_CHUNK_SIZE", "MAX_DOWNLOAD_IDS", "PURGE_BATCH_SIZE", "S3_READ_ATTEMPTS"}
+    {
+        "READ_CHUNK_SIZE",
+        "MAX_DOWNLOAD_IDS",
+        "MAX_CONCURRENT_DOWNLOADS",
+        "PURGE_BATCH_SIZE",
+        "S3_READ_ATTEMPTS",
+    }
 )
 # Canned ACLs (S3; Google Cloud Storage) that let anyone fetch an object by its URL.
 _PUBLIC_ACLS = frozenset({"public-read", "public-read-write", "publicRead"})

@@ -13,6 +13,9 @@ DEFAULTS = {
     "READ_CHUNK_SIZE": 1024 * 1024,
     # The longest a download may run; it is aborted past this.
     "DOWNLOAD_DEADLINE": timedelta(minutes=30),
+    # Downloads (E1, E2, E3 bodies) one API key may stream at once, counted in the cache
+    # named by ROTATE["THROTTLE_CACHE"] (shared by every process); past it, 429.
+    "MAX_CONCURRENT_DOWNLOADS": 8,
     # Files are deleted this long after expiry; longer than DOWNLOAD_DEADLINE, so a download
     # that started before expiry always finishes before its file goes.
     "PURGE_GRACE": timedelta(minutes=45),

@@ -1,7 +1,8 @@
 """Archive planning (step "plan"): entry names of contract §5, openers and the layout.
 
 The plan is plain data, built before the response exists: after it, nothing touches
-the database.
+the database. A video whose size or CRC-32 was never recorded gets them recorded first,
+so every plan has a layout.
 """
 
 import re
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 
 from generations.archive import ArchiveEntry, ArchiveLayout, archive_layout_build
 from generations.models import Generation
+from generations.services import generation_record_missing_checksums
 from generations.storage import video_openers
 
 STEM_MAX_LENGTH = 100
@@ -52,11 +54,16 @@ def archive_entry_names(generations: Sequence[Generation]) -> list[str]:
 class ArchivePlan:
     entries: list[ArchiveEntry]
     generation_ids: list[int]  # per entry, for logs
-    layout: ArchiveLayout | None  # None: a size or CRC is unknown, so stream with descriptors
+    layout: ArchiveLayout
 
 
 def archive_plan_build(*, generations: Sequence[Generation]) -> ArchivePlan:
-    """Entries in request order, reading each video from the storage alias."""
+    """Entries in request order, reading each video from the storage alias.
+
+    Records any missing size and CRC-32 first (one read of that video; a storage error
+    raises here, before any response exists).
+    """
+    generation_record_missing_checksums(generations=generations)
     openers = video_openers([generation.video.name for generation in generations])
     entries = [
         ArchiveEntry(
@@ -70,11 +77,10 @@ def archive_plan_build(*, generations: Sequence[Generation]) -> ArchivePlan:
             generations, archive_entry_names(generations), openers, strict=True
         )
     ]
-    sized = all(entry.size is not None and entry.crc32 is not None for entry in entries)
     return ArchivePlan(
         entries=entries,
         generation_ids=[generation.pk for generation in generations],
-        layout=archive_layout_build(entries) if sized else None,
+        layout=archive_layout_build(entries),
     )
 
 

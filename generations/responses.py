@@ -3,7 +3,9 @@
 Everything here runs after the database work is done. A failure once the headers are
 out raises from the generator, so the server aborts the connection and the client sees
 a truncated transfer, never a complete-looking archive. Under ASGI the body is an async
-iterator whose storage reads run in worker threads (`aiter_off_event_loop`).
+iterator whose storage reads run in worker threads (`aiter_off_event_loop`). Preconditions
+come before ranges; a streamed body holds one of its key's download slots until it ends
+(`download_slots`), a HEAD or a 304 none.
 """
 
 import asyncio
@@ -11,7 +13,6 @@ import contextlib
 import logging
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,11 +23,14 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 
-from generations.archive import ArchiveReadError, iter_archive_streaming
+from generations.archive import ArchiveReadError
 from generations.conf import generations_settings
+from generations.download_slots import download_slot_acquire
 from generations.plans import ArchivePlan, archive_filename
+from generations.preconditions import Precondition, precondition_evaluate
 from generations.ranges import requested_range
 from generations.storage import requested_read_size
+from rotate.request_ids import request_id
 
 logger = logging.getLogger(__name__)
 
@@ -53,25 +57,28 @@ class StreamContext:
     def from_request(
         cls, request: HttpRequest, generation_ids: Mapping[str, int] | None = None
     ) -> "StreamContext":
-        request_id = request.headers.get("X-Request-ID", "")
-        if not request_id.isascii() or not request_id.isprintable() or len(request_id) > 64:
-            request_id = ""
         auth = getattr(request, "auth", None)
         return cls(
-            request_id=request_id or uuid.uuid4().hex,
+            request_id=request_id(request),
             key_prefix=getattr(auth, "prefix", "-"),
             generation_ids=generation_ids or {},
         )
 
 
 def _guarded(
-    chunks: Iterable[bytes], *, offset: int, context: StreamContext, sock: Any = None
+    chunks: Iterable[bytes],
+    *,
+    offset: int,
+    context: StreamContext,
+    sock: Any = None,
+    on_end: Callable[[], None] = lambda: None,
 ) -> Generator[bytes, None, None]:
     """Enforce the download deadline and log, then re-raise, any failure mid-stream.
 
     `sock` (gunicorn's client socket, when there is one) gets the time left as its timeout
     before each chunk: a reader too slow to take a chunk would otherwise hold the thread in
-    the server's send far past the deadline.
+    the server's send far past the deadline. `on_end` runs however the stream ends:
+    finished, failed, past the deadline, or closed because the client is gone.
     """
     deadline = time.monotonic() + generations_settings.DOWNLOAD_DEADLINE.total_seconds()
     try:
@@ -94,6 +101,8 @@ def _guarded(
             exc,
         )
         raise
+    finally:
+        on_end()
 
 
 class _HopSize:
@@ -216,16 +225,31 @@ def _cancelled_after(seconds: float | None) -> Iterator[Callable[[], bool]]:
             timer.cancel()
 
 
+class _DownloadResponse(StreamingHttpResponse):
+    """A streaming response that runs `on_close` when the server closes it, even unread."""
+
+    def __init__(self, *args: Any, on_close: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_close = on_close
+
+    def close(self) -> None:
+        self._on_close()  # first: the cache it may use is a database, which close() hands back
+        super().close()
+
+
 def _streaming_response(
-    request: HttpRequest, body: Generator[bytes, None, None], *, content_type: str
+    request: HttpRequest,
+    body: Generator[bytes, None, None],
+    *,
+    content_type: str,
+    on_close: Callable[[], None],
 ) -> StreamingHttpResponse:
     """A sync body under WSGI; under ASGI the same body behind `aiter_off_event_loop`."""
+    content: Iterable[bytes] | AsyncIterator[bytes] = body
     if isinstance(getattr(request, "_request", request), ASGIRequest):  # DRF wraps the request
         time_limit = generations_settings.DOWNLOAD_DEADLINE.total_seconds()
-        return StreamingHttpResponse(
-            aiter_off_event_loop(body, time_limit=time_limit), content_type=content_type
-        )
-    return StreamingHttpResponse(body, content_type=content_type)
+        content = aiter_off_event_loop(body, time_limit=time_limit)
+    return _DownloadResponse(content, content_type=content_type, on_close=on_close)
 
 
 def _primed(body: Generator[bytes, None, None]) -> Generator[bytes, None, None]:
@@ -259,13 +283,28 @@ def _streamed(
     context: StreamContext,
     content_type: str,
 ) -> StreamingHttpResponse:
-    """The streaming response over `chunks`: database released, deadline and failure
-    guarded, the first chunk already read."""
-    _release_database_connection()
-    body = _guarded(
-        chunks, offset=offset, context=context, sock=request.META.get("gunicorn.socket")
-    )
-    return _streaming_response(request, _primed(body), content_type=content_type)
+    """The streaming response over `chunks`: one of the key's download slots held until it
+    ends, database released, deadline and failure guarded, the first chunk already read.
+
+    The slot is given back by the body however it ends, by the response's close when the
+    body never started, and (a body dropped unclosed) when the started body is collected.
+    """
+    slot = download_slot_acquire(request)
+    release = slot.release if slot is not None else lambda: None
+    try:
+        _release_database_connection()
+        body = _guarded(
+            chunks,
+            offset=offset,
+            context=context,
+            sock=request.META.get("gunicorn.socket"),
+            on_end=release,
+        )
+        primed = _primed(body)
+    except BaseException:
+        release()
+        raise
+    return _streaming_response(request, primed, content_type=content_type, on_close=release)
 
 
 def _byte_response(
@@ -278,9 +317,18 @@ def _byte_response(
     context: StreamContext,
     headers: Mapping[str, str],
 ) -> HttpResponseBase:
-    """200/206/HEAD over a resource of known size and strong ETag."""
+    """200/206/HEAD over a resource of known size and strong ETag, or 304/412/416."""
+    method = request.method or "GET"
+    precondition = precondition_evaluate(
+        method=method,
+        if_match=request.headers.get("If-Match"),
+        if_none_match=request.headers.get("If-None-Match"),
+        etag=etag,
+    )
+    if precondition is Precondition.NOT_MODIFIED:
+        return _not_modified(etag=etag, context=context, headers=headers)
     byte_range = None
-    if request.method in {"GET", "HEAD"}:
+    if method in {"GET", "HEAD"}:
         byte_range = requested_range(
             range_header=request.headers.get("Range"),
             if_range=request.headers.get("If-Range"),
@@ -289,7 +337,7 @@ def _byte_response(
         )
     start, stop = byte_range or (0, size)
     response: HttpResponseBase
-    if request.method == "HEAD":
+    if method == "HEAD":
         response = HttpResponse(content_type=content_type)
     else:
         response = _streamed(
@@ -302,6 +350,24 @@ def _byte_response(
     response["Accept-Ranges"] = "bytes"
     response["ETag"] = etag
     _set_common_headers(response, context=context, headers=headers)
+    return response
+
+
+def _not_modified(
+    *, etag: str, context: StreamContext, headers: Mapping[str, str]
+) -> HttpResponseBase:
+    """304: the ETag, no body and no `Content-Length`. Streaming (of nothing), so no
+    middleware adds `Content-Length: 0`, which would not be the 200's length (RFC 9110 §8.6).
+    """
+    response = StreamingHttpResponse((), status=304)
+    del response["Content-Type"]
+    response["ETag"] = etag
+    representation = {"Content-Disposition"}  # describes a body, which a 304 has not
+    _set_common_headers(
+        response,
+        context=context,
+        headers={name: value for name, value in headers.items() if name not in representation},
+    )
     return response
 
 
@@ -319,7 +385,7 @@ def _set_common_headers(
 def archive_response(
     *, request: HttpRequest, plan: ArchivePlan, now: datetime, headers: Mapping[str, str]
 ) -> HttpResponseBase:
-    """The zip: sized and resumable when the layout is known, else streamed with descriptors."""
+    """The zip: sized, resumable and conditional, as its layout is known up front."""
     context = StreamContext.from_request(
         request,
         {entry.name: gid for entry, gid in zip(plan.entries, plan.generation_ids, strict=True)},
@@ -328,29 +394,15 @@ def archive_response(
         **headers,
         "Content-Disposition": content_disposition_header(True, archive_filename(now)),
     }
-    if plan.layout is not None:
-        return _byte_response(
-            request=request,
-            read=plan.layout.iter_range,
-            size=plan.layout.size,
-            etag=plan.layout.etag,
-            content_type="application/zip",
-            context=context,
-            headers=headers,
-        )
-    response: HttpResponseBase
-    if request.method == "HEAD":
-        response = HttpResponse(content_type="application/zip")
-    else:
-        response = _streamed(
-            request,
-            iter_archive_streaming(plan.entries),
-            offset=0,
-            context=context,
-            content_type="application/zip",
-        )
-    _set_common_headers(response, context=context, headers=headers)
-    return response
+    return _byte_response(
+        request=request,
+        read=plan.layout.iter_range,
+        size=plan.layout.size,
+        etag=plan.layout.etag,
+        content_type="application/zip",
+        context=context,
+        headers=headers,
+    )
 
 
 def video_response(
@@ -362,7 +414,7 @@ def video_response(
     generation_id: int,
     filename: str,
 ) -> HttpResponseBase:
-    """One MP4, with Range/If-Range/206/416 like the archive."""
+    """One MP4, with preconditions and Range/If-Range/206/416 like the archive."""
     return _byte_response(
         request=request,
         read=read,

@@ -2,6 +2,7 @@
 record the size and CRC of videos stored without them."""
 
 import zlib
+from collections.abc import Iterable
 from datetime import datetime
 from typing import IO, Any
 
@@ -95,3 +96,15 @@ def generation_record_checksum(*, generation: Generation) -> Generation:
     )
     generation.video_size, generation.video_crc32 = size, crc32
     return generation
+
+
+def generation_record_missing_checksums(*, generations: Iterable[Generation]) -> None:
+    """Record the size and CRC-32 of each video among `generations` that lacks them.
+
+    Called before a download's first byte (contract §5), so every archive is sized,
+    resumable and free of data descriptors; each old row is read once, then never again.
+    A storage error propagates before any response exists (the 500 envelope).
+    """
+    for generation in generations:
+        if generation.video and (generation.video_size is None or generation.video_crc32 is None):
+            generation_record_checksum(generation=generation)

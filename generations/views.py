@@ -26,7 +26,8 @@ from generations.serializers import (
     iso_datetime,
     page_params_from_query,
 )
-from generations.storage import iter_video_range, video_storage
+from generations.services import generation_record_missing_checksums
+from generations.storage import iter_video_range
 from rotate.authentication import BearerKeyAuthentication
 from rotate.exceptions import ApiError, ResourceNotFound
 from rotate.views import ApiView
@@ -127,14 +128,12 @@ class GenerationVideoView(ApiView):
             raise VideoExpired()
         if generation.status != Generation.Status.SUCCEEDED or not generation.video:
             raise ResourceNotFound("video")
+        generation_record_missing_checksums(generations=[generation])  # an old row: read once
         name = generation.video.name
-        size = generation.video_size
-        if size is None:
-            size = video_storage.size(name)
         return video_response(
             request=request,
             read=partial(iter_video_range, name),
-            size=size,
+            size=generation.video_size,
             etag=f'"{generation.pk}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"',
             generation_id=generation.pk,
             filename=f"generation-{generation.pk}.mp4",

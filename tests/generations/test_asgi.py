@@ -264,7 +264,7 @@ def asgi_get(raw_key: str, path: str, **headers: str) -> tuple[bool, int, dict, 
 def test_asgi_download_is_an_async_iterator_with_the_wsgi_bytes(
     api_key, api_client, ready, unsized
 ):
-    if unsized:  # an old row: the archive streams with data descriptors, not a layout
+    if unsized:  # an old row: its size and CRC are recorded before the first byte
         Generation.objects.filter(pk=ready[0].pk).update(video_size=None, video_crc32=None)
     path = f"/api/v1/generations/download?ids={ready[0].pk},{ready[1].pk}"
     wsgi = api_client.get(path)
@@ -484,6 +484,32 @@ def test_asgi_e2e_client_disconnect_releases_the_video_file(server, server_pid, 
     while str(video) in open_files(server_pid):
         assert time.monotonic() < deadline, "the video file stayed open after the disconnect"
         time.sleep(0.05)
+
+
+@e2e
+def test_asgi_e2e_download_cap_frees_a_slot_when_its_client_goes_away(server, big_video):
+    # given 8 downloads of one key (the default cap) that the client never reads
+    path = download_path([big_video])
+    held = [request(server.base_url, server.raw_key, path) for _ in range(8)]
+    try:
+        assert [response.status for response in held] == [200] * 8
+        # then a 9th is refused
+        refused = request(server.base_url, server.raw_key, path)
+        assert (refused.status, refused.headers["Retry-After"]) == (429, "10")
+        refused.read()
+        # and once one client goes away, the next download is served
+        held.pop().close()
+        deadline = time.monotonic() + 10
+        while True:
+            again = request(server.base_url, server.raw_key, path, {"Range": "bytes=0-99"})
+            again.read()
+            if again.status == 206:
+                break
+            assert time.monotonic() < deadline, "the slot stayed taken after the disconnect"
+            time.sleep(0.05)
+    finally:
+        for response in held:
+            response.close()
 
 
 def open_files(pid: int) -> set[str]:

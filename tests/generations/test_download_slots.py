@@ -1,0 +1,191 @@
+"""The per-key cap on concurrent downloads (contract §7), through the views.
+
+Responses here are held unread, as a client that never reads holds them on a server; the
+gunicorn tests (test_download_slots_e2e.py) hold real connections.
+"""
+
+import gc
+import logging
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
+from django.core.signals import request_finished
+from django.test import RequestFactory
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from generations.archive import ArchiveReadError
+from generations.checks import check_generations_settings
+from generations.download_slots import RETRY_AFTER_SECONDS
+from generations.links import download_link_create
+from generations.plans import archive_plan_build
+from generations.responses import archive_response
+from generations.storage import video_storage
+from tests.factories import ApiKeyFactory, GenerationFactory
+
+URL = "/api/v1/generations/download"
+LIMIT = 3
+
+
+@pytest.fixture(autouse=True)
+def small_cap(settings):
+    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_CONCURRENT_DOWNLOADS": LIMIT}
+    caches["default"].clear()
+    yield
+    caches["default"].clear()
+
+
+@pytest.fixture
+def video(user):
+    return GenerationFactory(owner=user, external_id="big", video=b"v" * 200_000)
+
+
+def download(client, video, **extra):
+    return client.get(f"{URL}?ids={video.pk}", **extra)
+
+
+def hold(client, video, count: int) -> list:
+    """`count` downloads started (first chunk read by the server) and left unread."""
+    held = [download(client, video) for _ in range(count)]
+    assert [response.status_code for response in held] == [200] * count
+    return held
+
+
+def close(*responses) -> None:
+    """What a server does once the client is gone, without Django's request_finished (which
+    would close the test's database connection)."""
+    with mock.patch.object(request_finished, "send", return_value=[]):
+        for response in responses:
+            response.close()
+
+
+def assert_too_many(response) -> None:
+    assert response.status_code == 429
+    assert response["Retry-After"] == str(RETRY_AFTER_SECONDS)
+    error = response.json()["error"]
+    assert (error["code"], error["message"]) == (4005, "Too many requests")
+    assert error["meta"]["title"] == "Rate Limited"
+    assert f"At most {LIMIT} downloads" in error["meta"]["friendlyMessage"]
+    assert response["X-Request-ID"]
+
+
+def test_download_past_the_cap_is_429_with_retry_after(api_client, video):
+    held = hold(api_client, video, LIMIT)
+    assert_too_many(download(api_client, video))
+    assert_too_many(api_client.post(URL, {"videoIds": [video.pk]}, format="json"))
+    assert_too_many(api_client.get(f"/api/v1/generations/{video.pk}"))  # E3 counts too
+    close(*held)
+
+
+def test_download_cap_is_per_key(api_client, client_for, user, video):
+    held = hold(api_client, video, LIMIT)
+    _, same_owner_other_key = ApiKeyFactory(owner=user)
+    assert download(client_for(same_owner_other_key), video).status_code == 200
+    close(*held)
+
+
+@pytest.mark.parametrize("end", ["read to the end", "closed unread", "closed mid-way"])
+def test_download_slot_frees_when_the_download_ends(api_client, video, end):
+    # given every slot held
+    held = hold(api_client, video, LIMIT)
+    assert download(api_client, video).status_code == 429
+    # when one download ends
+    if end == "read to the end":
+        b"".join(held[0].streaming_content)
+    elif end == "closed mid-way":
+        next(iter(held[0].streaming_content))
+    close(held[0])
+    # then the next one is served at once
+    again = download(api_client, video)
+    assert again.status_code == 200
+    close(again, *held)
+
+
+def test_download_slot_frees_when_an_unclosed_response_is_dropped(api_client, video):
+    held = hold(api_client, video, LIMIT)
+    del held[0]
+    gc.collect()  # the test client's wrapper makes a reference cycle; servers close it
+    assert download(api_client, video).status_code == 200
+
+
+def test_download_slot_frees_on_a_storage_failure_mid_stream(api_client, user, caplog):
+    broken = GenerationFactory(owner=user, video=b"b" * 300_000)
+    held = [download(api_client, broken) for _ in range(LIMIT)]
+    video_storage.delete(broken.video.name)  # gone after the first chunk was read
+    for response in held:
+        with (
+            caplog.at_level(logging.CRITICAL, logger="generations.responses"),
+            pytest.raises(ArchiveReadError),
+        ):
+            b"".join(response.streaming_content)
+    ok = GenerationFactory(owner=user, video=b"ok")
+    assert download(api_client, ok).status_code == 200
+
+
+def test_download_slot_frees_on_an_error_before_the_first_byte(api_client, video, settings):
+    # a deadline already passed: the 500 envelope, and no slot kept
+    settings.GENERATIONS = {**settings.GENERATIONS, "DOWNLOAD_DEADLINE": timedelta(0)}
+    for _ in range(LIMIT + 1):
+        assert download(api_client, video).status_code == 500
+    settings.GENERATIONS = {**settings.GENERATIONS, "DOWNLOAD_DEADLINE": timedelta(minutes=5)}
+    hold(api_client, video, LIMIT)
+
+
+def test_download_head_304_and_errors_take_no_slot(api_client, video):
+    held = hold(api_client, video, LIMIT)
+    etag = held[0]["ETag"]
+    assert api_client.head(f"{URL}?ids={video.pk}").status_code == 200
+    assert download(api_client, video, HTTP_IF_NONE_MATCH=etag).status_code == 304
+    assert download(api_client, video, HTTP_IF_MATCH='"other"').status_code == 412
+    assert download(api_client, video, HTTP_RANGE="bytes=99999999-").status_code == 416
+    assert api_client.get(f"{URL}?ids=999999").status_code == 404
+    assert download(api_client, video).status_code == 429
+    close(*held)
+
+
+def test_download_signed_link_counts_against_its_key(api_key, api_client, video):
+    held = hold(api_client, video, LIMIT)
+    link = download_link_create(api_key=api_key[0], ids=[video.pk])
+    response = APIClient().get(f"{URL}?ids={video.pk}&token={link.token}")
+    assert_too_many(response)
+    close(held[0])
+    assert APIClient().get(f"{URL}?ids={video.pk}&token={link.token}").status_code == 200
+
+
+def test_download_cache_outage_fails_open(api_client, video, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(LocMemCache, "add", broken)
+    monkeypatch.setattr(LocMemCache, "incr", broken)
+    held = [download(api_client, video) for _ in range(LIMIT + 2)]
+    assert {response.status_code for response in held} == {200}
+    assert "not limited" in caplog.text
+
+
+def test_download_without_a_key_is_not_capped(user, video, admin_user):
+    # the admin action's call: a staff request carries no API key
+    generations = [video]
+    request = RequestFactory().get("/admin/")
+    request.user = admin_user
+    responses = [
+        archive_response(
+            request=request,
+            plan=archive_plan_build(generations=generations),
+            now=timezone.now(),
+            headers={},
+        )
+        for _ in range(LIMIT + 2)
+    ]
+    assert {response.status_code for response in responses} == {200}
+
+
+@pytest.mark.parametrize("value", [0, -1, "8", True])
+def test_max_concurrent_downloads_must_be_a_positive_int(settings, value):
+    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_CONCURRENT_DOWNLOADS": value}
+    [error] = check_generations_settings()
+    assert error.id == "generations.E004"
+    assert "MAX_CONCURRENT_DOWNLOADS must be a positive int" in error.msg
