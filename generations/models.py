@@ -80,6 +80,8 @@ class Generation(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # Staff download any customer's videos only with this, never with the view permission.
+        permissions = [("download_video", "Can download any customer's videos")]
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="generation_owner_created"),
             models.Index(fields=["expires_at"], name="generation_expires_at"),

@@ -1,15 +1,24 @@
-"""Admin for API keys: list, search, create (raw key shown once), revoke; never the digest."""
+"""Admin for API keys: list, search, create (raw key shown once), revoke; never the digest.
+
+No secret field is shown, searched, sorted or filtered on: Django's changelist accepts a
+lookup on any local field from the query string (`?digest__startswith=ab`), which would let
+anyone who may view keys read a digest one character at a time.
+"""
 
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from rotate.models import ApiKey
 from rotate.services import api_key_create, api_key_revoke
+
+# Refused in any lookup, by name, whether or not the model has the field yet.
+SECRET_FIELDS = frozenset({"digest", "link_secret"})
 
 
 class ActiveFilter(admin.SimpleListFilter):
@@ -48,6 +57,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     readonly_fields = ["display_prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke_selected"]
     date_hierarchy = "created_at"
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        if SECRET_FIELDS.intersection(lookup.split(LOOKUP_SEP)):
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
         if obj is None:

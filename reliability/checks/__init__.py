@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reliability.environment import Campaign, Service
+from tests.zip_readers import ZIP_READERS
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Budget:
 
 
 MB = 1 << 20
-ALL_READERS = ("zipfile", "unzip", "7z", "bsdtar", "bsdtar-pipe", "bsdcpio-pipe")
+ALL_READERS = tuple(ZIP_READERS)
 
 FULL = Budget(
     name="full",

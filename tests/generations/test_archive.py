@@ -19,13 +19,11 @@ from generations.archive import (
     ArchiveLayout,
     ArchiveReadError,
     Opener,
-    _data_descriptor,
     _end_records,
-    _Record,
     archive_layout_build,
-    iter_archive_streaming,
 )
-from tests.zip_readers import ZIP_READERS, assert_archive_valid
+from tests import zip_readers
+from tests.zip_readers import DIGEST_READERS, ZIP_READERS, assert_archive_valid
 
 MTIME = datetime(2024, 5, 6, 7, 8, 10, tzinfo=UTC)
 LIMIT = 0xFFFFFFFF
@@ -298,27 +296,15 @@ def test_archive_entry_rejects_naive_modified_at() -> None:
 @pytest.mark.parametrize(
     ("entries", "message"),
     [
-        ([replace(make_entry("a", b"a"), size=None)], "size and CRC-32"),
-        ([replace(make_entry("a", b"a"), crc32=None)], "size and CRC-32"),
         ([make_entry("", b"a")], "invalid entry name"),
         ([make_entry("a" * 0x10000, b"a")], "invalid entry name"),
         ([make_entry("a", b"a"), make_entry("a", b"b")], "duplicate entry name"),
     ],
-    ids=["no-size", "no-crc", "empty-name", "long-name", "duplicate-name"],
+    ids=["empty-name", "long-name", "duplicate-name"],
 )
 def test_archive_layout_build_rejects_entries(entries: list[ArchiveEntry], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         archive_layout_build(entries)
-
-
-@pytest.mark.parametrize(
-    "entries",
-    [[make_entry("", b"a")], [make_entry("a", b"a"), make_entry("a", b"b")]],
-    ids=["empty-name", "duplicate-name"],
-)
-def test_iter_archive_streaming_rejects_names(entries: list[ArchiveEntry]) -> None:
-    with pytest.raises(ValueError, match="entry name"):
-        next(iter_archive_streaming(entries))
 
 
 entry_names = st.text(st.characters(codec="utf-8"), min_size=1, max_size=12)
@@ -392,31 +378,16 @@ def consume(chunks: Iterable[bytes], sizes: list[int]) -> None:
         ("layout", b"0123456789ab", 10),
         ("range", b"0123456", 7),
         ("range", b"0123456789ab", 10),
-        ("streaming", b"0123456", 7),
-        ("streaming", b"0123456789ab", 10),
-        ("streaming", b"0123456780", 10),
     ],
-    ids=[
-        "layout-short",
-        "layout-long",
-        "range-short",
-        "range-long",
-        "streaming-short",
-        "streaming-long",
-        "streaming-crc",
-    ],
+    ids=["layout-short", "layout-long", "range-short", "range-long"],
 )
 def test_archive_read_error_stops_at_bad_bytes(mode: str, served: bytes, fault_at: int) -> None:
     good, declared = make_entry("good.txt", b"good"), make_entry("bad.bin", b"0123456789")
     entries = [good, replace(declared, opener=bytes_opener(served, chunk_size=1))]
-    build = iter_archive_streaming if mode == "streaming" else archive_layout_build
-    with zipfile.ZipFile(io.BytesIO(b"".join(build([good, declared])))) as correct:
+    with zipfile.ZipFile(io.BytesIO(b"".join(archive_layout_build([good, declared])))) as correct:
         data_start = correct.getinfo("bad.bin").header_offset + 30 + len("bad.bin")
     start = data_start + 2 if mode == "range" else 0
-    if mode == "streaming":
-        chunks = iter_archive_streaming(entries)
-    else:
-        chunks = archive_layout_build(entries).iter_range(start)
+    chunks = archive_layout_build(entries).iter_range(start)
     sizes: list[int] = []
 
     with pytest.raises(ArchiveReadError) as raised:
@@ -425,50 +396,6 @@ def test_archive_read_error_stops_at_bad_bytes(mode: str, served: bytes, fault_a
     assert raised.value.entry_name == "bad.bin"
     assert raised.value.offset == data_start + fault_at
     assert start + sum(sizes) == raised.value.offset  # every good byte, nothing after
-
-
-def test_iter_archive_streaming_rejects_unknown_size_reaching_zip64() -> None:
-    entry = replace(zeros_entry("big.bin", LIMIT), size=None, crc32=None)
-    sizes: list[int] = []
-
-    with pytest.raises(ArchiveReadError, match="more than 4294967294 bytes") as raised:
-        consume(iter_archive_streaming([entry]), sizes)
-
-    assert raised.value.offset == 30 + len("big.bin") + LIMIT - 1
-    assert sum(sizes) < raised.value.offset
-
-
-STREAMING_CASES = [
-    {},
-    {"size": None},
-    {"crc32": None},
-    {"size": None, "crc32": None},
-]
-
-
-def streaming_entries() -> list[ArchiveEntry]:
-    """Sample entries cycling through every combination of unknown size and CRC."""
-    return [
-        replace(entry, **STREAMING_CASES[index % len(STREAMING_CASES)])  # type: ignore[arg-type]
-        for index, entry in enumerate(sample_entries())
-    ]
-
-
-def test_iter_archive_streaming_round_trips_with_signed_descriptors() -> None:
-    full = b"".join(iter_archive_streaming(streaming_entries()))
-
-    with zipfile.ZipFile(io.BytesIO(full)) as archive:
-        assert archive.testzip() is None
-        assert [info.filename for info in archive.infolist()] == [name for name, _ in SAMPLE]
-        for info, (name, data) in zip(archive.infolist(), SAMPLE, strict=True):
-            assert archive.read(info) == data
-            assert info.flag_bits == 0x08 | (0 if name.isascii() else 0x800)
-            assert (info.create_system, info.external_attr) == (3, 0o100644 << 16)
-            header = local_header(bytes_reader(full), info.header_offset)
-            assert (header.crc32, header.compressed, header.uncompressed) == (0, 0, 0)
-            data_end = info.header_offset + 30 + len(header.name) + len(data)
-            descriptor = struct.unpack_from("<IIII", full, data_end)
-            assert descriptor == (0x08074B50, zlib.crc32(data), len(data), len(data))
 
 
 def write_archive(path: Path, chunks: Iterator[bytes]) -> Path:
@@ -484,13 +411,8 @@ def write_archive(path: Path, chunks: Iterator[bytes]) -> Path:
 
 
 @pytest.mark.parametrize("reader", ZIP_READERS)
-@pytest.mark.parametrize("mode", ["layout", "streaming"])
-def test_archive_is_valid_for_reader(mode: str, reader: str, tmp_path: Path) -> None:
-    chunks = (
-        iter(archive_layout_build(sample_entries()))
-        if mode == "layout"
-        else iter_archive_streaming(streaming_entries())
-    )
+def test_archive_is_valid_for_reader(reader: str, tmp_path: Path) -> None:
+    chunks = iter(archive_layout_build(sample_entries()))
 
     assert_archive_valid(reader, write_archive(tmp_path / "archive.zip", chunks))
 
@@ -502,6 +424,36 @@ def test_assert_archive_valid_rejects_truncated_archive(reader: str, tmp_path: P
     path.write_bytes(full[: len(full) // 2])
 
     with pytest.raises((AssertionError, zipfile.BadZipFile)):
+        assert_archive_valid(reader, path)
+
+
+# bsdcpio only lists: it walks the headers and never reads an entry's bytes.
+@pytest.mark.parametrize("reader", [reader for reader in ZIP_READERS if reader != "bsdcpio-pipe"])
+def test_assert_archive_valid_rejects_a_changed_byte(reader: str, tmp_path: Path) -> None:
+    full = bytearray(b"".join(archive_layout_build(sample_entries())))
+    data_start = 30 + len(SAMPLE[0][0])
+    full[data_start + 100] ^= 0x01  # one bit of hello.txt, sizes and CRCs untouched
+    path = tmp_path / "changed.zip"
+    path.write_bytes(full)
+
+    with pytest.raises((AssertionError, zipfile.BadZipFile)):
+        assert_archive_valid(reader, path)
+
+
+@pytest.mark.parametrize("reader", DIGEST_READERS)
+def test_assert_archive_valid_compares_every_entry_with_the_stored_bytes(
+    reader: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an archive, and stored contents that differ from it in one entry's digest
+    path = write_archive(tmp_path / "archive.zip", iter(archive_layout_build(sample_entries())))
+    stat = path.stat()
+    stored = list(zip_readers._stored_entries(path, stat.st_size, stat.st_mtime_ns))
+    name, size, crc32, _ = stored[2]
+    stored[2] = (name, size, crc32, "0" * 64)
+    monkeypatch.setattr(zip_readers, "_stored_entries", lambda *_: tuple(stored))
+
+    # then a reader that reads the archive correctly is still held to the stored contents
+    with pytest.raises(AssertionError, match="other entries than stored"):
         assert_archive_valid(reader, path)
 
 
@@ -624,16 +576,13 @@ def test_end_records_overflowing_fields(
 
 
 @pytest.mark.parametrize(("size", "zip64"), [(0xFFFFFFFE, False), (0xFFFFFFFF, True)])
-def test_iter_archive_streaming_zip64_header_and_descriptor(size: int, zip64: bool) -> None:
-    header = next(iter_archive_streaming([zeros_entry("huge.bin", size)]))
-    record = _Record(b"huge.bin", 0x08, 0, 0, crc32=7, size=size, offset=0)
+def test_archive_layout_local_header_at_the_zip64_limit(size: int, zip64: bool) -> None:
+    header = next(archive_layout_build([zeros_entry("huge.bin", size, crc32=7)]).iter_range())
 
     parsed = local_header(bytes_reader(header), 0)
-    assert (parsed.version, parsed.flags, parsed.crc32) == (45 if zip64 else 20, 0x08, 0)
-    assert (parsed.compressed, parsed.uncompressed) == ((LIMIT, LIMIT) if zip64 else (0, 0))
-    assert parsed.extra == (zip64_extra(0, 0) if zip64 else b"")
-    layout = "<IIQQ" if zip64 else "<IIII"
-    assert _data_descriptor(record) == struct.pack(layout, 0x08074B50, 7, size, size)
+    assert (parsed.version, parsed.flags, parsed.crc32) == (45 if zip64 else 20, 0, 7)
+    assert (parsed.compressed, parsed.uncompressed) == ((LIMIT, LIMIT) if zip64 else (size, size))
+    assert parsed.extra == (zip64_extra(size, size) if zip64 else b"")
 
 
 @pytest.fixture(scope="module")
@@ -687,17 +636,14 @@ def test_archive_layout_huge_entry_valid_for_reader(
     assert_archive_valid(reader, huge_archive[1])
 
 
-@pytest.mark.parametrize("mode", ["layout", "streaming"])
-def test_archive_opener_failure_names_the_entry(mode: str) -> None:
+def test_archive_opener_failure_names_the_entry() -> None:
     def failing_opener(start: int, stop: int | None) -> Iterator[bytes]:
         yield b"0123"
         raise OSError("storage went away")
 
     good, declared = make_entry("good.txt", b"good"), make_entry("bad.bin", b"0123456789")
     entries = [good, replace(declared, opener=failing_opener)]
-    chunks = (
-        iter_archive_streaming(entries) if mode == "streaming" else archive_layout_build(entries)
-    )
+    chunks = archive_layout_build(entries)
     sizes: list[int] = []
 
     with pytest.raises(ArchiveReadError, match="storage went away") as raised:
