@@ -16,15 +16,22 @@ accepting. This worker changes three things:
 - gunicorn lingers on a closing connection (up to 2 s, for the client's FIN) on the worker's
   main loop, where a client that never closes stalls the whole worker: the thread that
   served the request does it instead.
+
+It also answers the requests gunicorn itself refuses (a control character in a header, a
+malformed request line, a head over its limits) in the API's JSON error envelope instead of
+gunicorn's HTML page (contract §2: errors are always JSON).
 """
 
 import contextlib
+import json
 import selectors
 import socket
 import time
+import uuid
 from concurrent.futures import Future
 from typing import Any
 
+from gunicorn import util
 from gunicorn.workers import gthread
 
 FIRST_WAIT = 0.5
@@ -65,8 +72,31 @@ def head_arrived(sock: socket.socket, deadline: float) -> bool:
                 time.sleep(min(_PEEK_INTERVAL, remaining))
 
 
+def write_envelope_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's `util.write_error`, answering in the envelope. gunicorn's own message
+    (which may quote the request line) is not echoed: the reason phrase says enough."""
+    from rotate.exceptions import envelope_for_status  # Django is set up by now
+
+    body = json.dumps(envelope_for_status(status_int, f"Malformed HTTP request: {reason}"))
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/json\r\n"
+        "Cache-Control: no-store\r\n"
+        f"X-Request-ID: {uuid.uuid4().hex}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, (head + body).encode("latin-1"))
+
+
 class HeadFirstThreadWorker(gthread.ThreadWorker):
     """gthread, where a thread serves only a connection whose request head has arrived."""
+
+    def init_process(self) -> None:
+        # gunicorn's error pages are written by `util.write_error` (workers/base.py); in
+        # this worker's process, it writes the envelope.
+        util.write_error = write_envelope_error
+        super().init_process()
 
     @property
     def worker_connections(self) -> int:

@@ -222,3 +222,24 @@ def test_server_request_id_on_success_and_error(server: LiveServer, sent: str, k
         value = response.getheader("X-Request-ID") or ""
         assert REQUEST_ID.fullmatch(value)
         assert (value == sent) is kept
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        ("GET /api/v1/generations HTTP/1.1\r\nAuthorization: Bearer\x0bx\r\n", 400),
+        ("GET /api/v1/generations HTTP/1.1\r\nX-Note: a\x7fb\r\n", 400),
+        ("GET /api/v1/generations HTTP/9.9\r\n", 400),
+        (f"GET /api/v1/{'a' * 9000} HTTP/1.1\r\n", 414),
+    ],
+    ids=["control-in-authorization", "delete-in-header", "bad-version", "line-too-long"],
+)
+def test_server_requests_gunicorn_refuses_are_enveloped(
+    server: LiveServer, head: str, status: int
+) -> None:
+    # given a request the HTTP layer refuses before Django sees it
+    # when it is sent, then the refusal is the JSON envelope, not gunicorn's HTML page
+    response, body = exchange_raw(server, head + "Host: 127.0.0.1\r\nConnection: close\r\n\r\n")
+
+    data = assert_envelope(response, body, status=status, code=4001)
+    assert data["error"]["meta"]["friendlyMessage"].startswith("Malformed HTTP request")
