@@ -5,7 +5,7 @@ longer does, but it still hands every new connection to a thread, which waits up
 a first byte and then reads the head with no deadline at all: fifty clients trickling a
 header a byte a second hold every thread of `make run`'s two workers indefinitely, and with
 `worker_connections = threads` (config/gunicorn.py) a parked connection still blocks
-accepting. This worker changes three things:
+accepting. This worker changes four things:
 
 - A thread peeks (without consuming) for the head's blank line, for at most `FIRST_WAIT`
   on a new connection (a real client sends its head at once) and not at all afterwards.
@@ -13,6 +13,8 @@ accepting. This worker changes three things:
 - Connections waiting in the poller do not count against `worker_connections` (up to
   `MAX_WAITING` of them), so the worker keeps accepting while its threads are free, and a
   head still incomplete `HEAD_TIMEOUT` after the connection was accepted is closed.
+- A request that has its thread reads its body (and writes its response) with a timeout
+  of `IO_TIMEOUT` per read or write, instead of none: a trickled body frees its thread.
 - gunicorn lingers on a closing connection (up to 2 s, for the client's FIN) on the worker's
   main loop, where a client that never closes stalls the whole worker: the thread that
   served the request does it instead.
@@ -36,6 +38,10 @@ from gunicorn.workers import gthread
 
 FIRST_WAIT = 0.5
 HEAD_TIMEOUT = 10.0
+# Once a request has its thread, a body (or a response) that makes no progress for this long
+# frees it, like nginx's client_body_timeout: a client trickling a body holds no thread for
+# long. Downloads replace it with their own deadline before each chunk.
+IO_TIMEOUT = 10.0
 MAX_WAITING = 500  # per worker: each is a file descriptor
 # gunicorn's parser bounds the head itself (limit_request_line / _fields / _field_size):
 # past this many bytes the head is complete enough for it to accept or refuse.
@@ -122,6 +128,10 @@ class HeadFirstThreadWorker(gthread.ThreadWorker):
             conn.close(graceful=True)
             return _CLOSED
         return result
+
+    def handle_request(self, req: Any, conn: gthread.TConn) -> Any:
+        conn.sock.settimeout(IO_TIMEOUT)  # gunicorn's own sockets block with no timeout
+        return super().handle_request(req, conn)
 
     def finish_request(self, conn: gthread.TConn, fs: Future) -> None:
         result = None if fs.cancelled() or fs.exception() is not None else fs.result()

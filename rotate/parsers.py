@@ -105,7 +105,10 @@ def request_body_load(request: HttpRequest, *, max_size: int) -> None:
             raise ValidationFailed("This server cannot read a chunked body: send Content-Length")
     else:
         return
-    body = _read_at_most(source, max_size + 1)
+    try:
+        body = _read_at_most(source, max_size + 1)
+    except OSError:  # the client stopped sending (a server read timeout) or went away
+        raise ValidationFailed("The request body was not received in full") from None
     if len(body) > max_size:
         raise PayloadTooLarge(f"The request body must not exceed {max_size} bytes")
     # What HttpRequest.body leaves behind once read, so DRF's parsers take these bytes

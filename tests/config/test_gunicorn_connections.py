@@ -133,3 +133,33 @@ def test_clients_that_never_close_leave_the_server_answering(server):
         # when /healthz is probed meanwhile, then it answers
         assert [healthz(server) for _ in range(3)] == [200] * 3
     assert [healthz(server, timeout=10) for _ in range(PROBES_AFTER)] == [200] * PROBES_AFTER
+
+
+def test_slow_body_connections_free_their_threads(tmp_path):
+    # given a server with two threads, and as many authenticated clients that each send a
+    # request head and the start of a body, then nothing more
+    live, process = start_gunicorn(tmp_path, env={"WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2"})
+    url = urllib.parse.urlsplit(live.base_url)
+    address = (url.hostname, url.port)
+    head = (
+        f"POST {url.path}/generations/download HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {live.raw_key}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000\r\nConnection: close\r\n\r\n"
+    ).encode()
+    sockets = [socket.create_connection(address, timeout=PROBE_TIMEOUT) for _ in range(2)]
+    try:
+        for sock in sockets:
+            sock.sendall(head + b'{"videoIds": [')
+        # when /healthz is probed, then it is answered once the stalled bodies time out
+        # (gunicorn reads bodies with no timeout of its own: the probe would wait forever)
+        assert healthz(address) == 200
+        # and each stalled client got the envelope saying its body never arrived
+        for sock in sockets:
+            reply = sock.recv(65536)
+            assert reply.startswith(b"HTTP/1.1 400 "), reply[:200]
+            assert b"not received in full" in reply
+    finally:
+        for sock in sockets:
+            sock.close()
+        process.terminate()
+        process.wait(timeout=40)
