@@ -14,6 +14,7 @@ from django.core.asgi import get_asgi_application
 from django.core.handlers.asgi import ASGIHandler
 
 from config.settings_module import require_settings_module
+from rotate.asgi import ApiBodyLimit
 
 require_settings_module()
 # Django sends streamed bodies in 64 KiB messages and slices (copies) larger parts to that
@@ -21,4 +22,6 @@ require_settings_module()
 # (`generations.responses.aiter_off_event_loop`): 4 MiB lets a fast client take ~500
 # messages per 2 GB instead of ~32,000, while a slow one is still read 64 KiB at a time.
 ASGIHandler.chunk_size = 4 * 1024 * 1024
-application = get_asgi_application()
+# Django reads (and spools to disk) a whole body before any view runs: multipart and
+# oversized API bodies are refused before that, unread (rotate.asgi).
+application = ApiBodyLimit(get_asgi_application())

@@ -29,5 +29,8 @@ accesslog = "-"
 # The path without the query string: a raw key pasted into `?api_key=` or a signed link's
 # token must never reach the access log. %(U)s is the path, %(r)s would be the request line.
 access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(D)sus "%({x-request-id}o)s"'
+# The path is decoded: a `%0a` in it would start a forged line. Every field is escaped
+# (control characters, quotes, backslashes, non-ASCII as \xHH), as nginx's access log does.
+logger_class = "config.gunicorn_logging.EscapingLogger"
 # The skipped-ID headers can hold 100 IDs of 19 digits each.
 limit_request_field_size = 16384

@@ -6,7 +6,7 @@ schema. The views use our own `AutoSchema` whatever the host's `DEFAULT_SCHEMA_C
 """
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from typing import Any, TypeVar
 
 from rest_framework import serializers
@@ -54,7 +54,8 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.IntegerField(
         help_text="4001 validation, 4002 authentication, 4004 forbidden, 4005 rate limited, "
         "4006 not found, 4007 video expired, 4008 method not allowed, 4009 not acceptable, "
-        "4010 range not satisfiable, 4011 request too large, 5000 internal error."
+        "4010 range not satisfiable, 4011 request too large, 4014 precondition failed, "
+        "5000 internal error."
     )
     message = serializers.CharField()
     meta = ErrorMetaSerializer()
@@ -203,8 +204,14 @@ if SPECTACULAR:
             ),
         ]
 
-    def _byte_headers(*, full: set[int], partial: set[int], unsatisfiable: set[int]) -> list[Any]:
-        """Headers of a resumable byte response: 200 (full), 206 (partial) and 416."""
+    def _byte_headers(
+        *,
+        full: set[int],
+        partial: set[int],
+        unsatisfiable: set[int],
+        not_modified: Set[int] = frozenset(),
+    ) -> list[Any]:
+        """Headers of a resumable byte response: 200 (full), 206 (partial), 304 and 416."""
         headers = [
             _header(
                 "Content-Length",
@@ -216,8 +223,8 @@ if SPECTACULAR:
             _header(
                 "ETag",
                 OpenApiTypes.STR,
-                "Strong validator of the bytes, for `If-Range`.",
-                full | partial,
+                "Strong validator of the bytes, for `If-Range`, `If-None-Match` and `If-Match`.",
+                full | partial | not_modified,
             ),
             _header(
                 "Accept-Ranges",
@@ -245,6 +252,41 @@ if SPECTACULAR:
     _RETRY_AFTER = _header(
         "Retry-After", OpenApiTypes.INT, "Seconds to wait before retrying.", {429}, required=True
     )
+
+    # RFC 9110 §13.1.1: `If-Match = "*" / #entity-tag` (as the header is sent: ASCII).
+    _ENTITY_TAG = r'(W/)?"[\x21\x23-\x7e]*"'
+    _IF_MATCH = {
+        "anyOf": [
+            {"type": "string", "enum": ["*"]},
+            {"type": "string", "pattern": f"^{_ENTITY_TAG}( *, *{_ENTITY_TAG})*$"},
+        ]
+    }
+
+    def _precondition_request_headers(*, safe: bool) -> list[Any]:
+        """`If-Match` and `If-None-Match`: 412 and (GET/HEAD only) 304 (RFC 9110 §13)."""
+        if_none_match = (
+            "`ETag`s (or `*`): when one names the current bytes, 304 Not Modified "
+            "with no body (weak comparison)."
+            if safe
+            else "`ETag`s (or `*`): when one names the current bytes, 412 (code 4014)."
+        )
+        return [
+            OpenApiParameter(
+                "If-Match",
+                _IF_MATCH,
+                OpenApiParameter.HEADER,
+                description=(
+                    "`ETag`s (or `*`): unless one names the current bytes (strong comparison), "
+                    "412 (code 4014). Checked before `If-None-Match` and `Range`."
+                ),
+            ),
+            OpenApiParameter(
+                "If-None-Match",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description=if_none_match,
+            ),
+        ]
 
     def _range_request_headers() -> list[Any]:
         return [
@@ -312,13 +354,56 @@ if SPECTACULAR:
         404: _error("Not found (code 4006); `meta.resource` says what."),
         406: _error("`Accept` names nothing this operation can produce (code 4009)."),
         410: _error("Your generation's video has expired (code 4007)."),
-        413: _error("The body is over this operation's limit, 1 MB (code 4011)."),
+        412: _error(
+            "`If-Match` names no current `ETag` (on POST, also: `If-None-Match` names it); "
+            "code 4014.",
+            (
+                "precondition failed",
+                4014,
+                "Precondition failed",
+                "Precondition Failed",
+                "If-Match names no current ETag of this resource",
+            ),
+        ),
+        413: _error(
+            "The body is over this operation's limit, 1 MB, declared or (chunked) as sent "
+            "(code 4011).",
+            (
+                "too large",
+                4011,
+                "Request too large",
+                "Payload Too Large",
+                "The request body must not exceed 1048576 bytes",
+            ),
+        ),
         416: _error("The range starts past the end (code 4010); `Content-Range: bytes */size`."),
         429: _error("Too many requests for this key (code 4005)."),
     }
+    # E1/E2/E3 stream bytes: a key also has a cap on the downloads it runs at once.
+    _DOWNLOAD_ERRORS: dict[int, Any] = {
+        429: _error(
+            "Too many requests for this key, or already as many downloads of this key running "
+            "as it may have at once (default 8); code 4005. `Retry-After` says when to retry.",
+            (
+                "concurrent downloads",
+                4005,
+                "Too many requests",
+                "Rate Limited",
+                "At most 8 downloads per API key may run at once; retry in 10 seconds or "
+                "when one ends",
+            ),
+        ),
+    }
+    _NOT_MODIFIED = OpenApiResponse(
+        description="`If-None-Match` names the current `ETag`: no body, no `Content-Length`."
+    )
 
     def _errors(*codes: int) -> dict[tuple[int, str], Any]:
         return {(code, _JSON): _ERRORS[code] for code in codes}
+
+    def _download_errors(*codes: int) -> dict[tuple[int, str], Any]:
+        """The errors of an operation streaming bytes (its 429 says why it may come)."""
+        return {(code, _JSON): _DOWNLOAD_ERRORS.get(code, _ERRORS[code]) for code in codes}
 
     _DOWNLOAD_DESCRIPTION = (
         "A zip of your ready videos, one stored (uncompressed) entry per video in request "
@@ -340,6 +425,7 @@ if SPECTACULAR:
             request={_JSON: download_request_schema()},
             auth=[{"bearerAuth": []}],
             parameters=[
+                *_precondition_request_headers(safe=False),
                 _content_disposition({200}, _ARCHIVE_DISPOSITION),
                 *_skipped_headers({200, 404}),
                 *_byte_headers(full={200}, partial=set(), unsatisfiable=set()),
@@ -348,7 +434,7 @@ if SPECTACULAR:
             ],
             responses={
                 (200, "application/zip"): archive,
-                **_errors(400, 401, 404, 406, 413, 429),
+                **_download_errors(400, 401, 404, 406, 412, 413, 429),
             },
             examples=[
                 OpenApiExample("videoIds", value={"videoIds": [4983, 4982]}, request_only=True)
@@ -359,7 +445,8 @@ if SPECTACULAR:
             operation_id="downloadGenerationsByQuery",
             summary="E2: the same zip from a link; resumable",
             description=_DOWNLOAD_DESCRIPTION
-            + " Honours one `Range` (206), `If-Range` against the `ETag`, 416 past the end. "
+            + " Honours one `Range` (206), `If-Range` against the `ETag`, 416 past the end; "
+            "`If-None-Match` (304) and `If-Match` (412). "
             "With a signed `token` from E7 it needs no `Authorization` header. "
             "`HEAD` gives the same headers without the body.",
             tags=TAGS,
@@ -377,9 +464,10 @@ if SPECTACULAR:
                     ),
                 ),
                 *_range_request_headers(),
+                *_precondition_request_headers(safe=True),
                 _content_disposition({200, 206}, _ARCHIVE_DISPOSITION),
-                *_skipped_headers({200, 206, 404}),
-                *_byte_headers(full={200}, partial={206}, unsatisfiable={416}),
+                *_skipped_headers({200, 206, 304, 404}),
+                *_byte_headers(full={200}, partial={206}, unsatisfiable={416}, not_modified={304}),
                 _WWW_AUTHENTICATE,
                 _RETRY_AFTER,
             ],
@@ -388,7 +476,8 @@ if SPECTACULAR:
                 (206, "application/zip"): OpenApiResponse(
                     OpenApiTypes.BINARY, description="The requested byte range of the archive."
                 ),
-                **_errors(400, 401, 404, 406, 416, 429),
+                304: _NOT_MODIFIED,
+                **_download_errors(400, 401, 404, 406, 412, 416, 429),
             },
         )
         return [post, get]
@@ -409,14 +498,18 @@ if SPECTACULAR:
                 summary="E3: one video, resumable",
                 description=(
                     "Your generation's MP4. Honours one `Range` (206) and `If-Range`; 416 past "
-                    "the end; 410 once the video expired. `HEAD` gives the headers only."
+                    "the end; `If-None-Match` (304) and `If-Match` (412); 410 once the video "
+                    "expired. `HEAD` gives the headers only."
                 ),
                 tags=TAGS,
                 parameters=[
                     _generation_id_parameter(),
                     *_range_request_headers(),
+                    *_precondition_request_headers(safe=True),
                     _content_disposition({200, 206}, 'inline; filename="generation-4983.mp4"'),
-                    *_byte_headers(full={200}, partial={206}, unsatisfiable={416}),
+                    *_byte_headers(
+                        full={200}, partial={206}, unsatisfiable={416}, not_modified={304}
+                    ),
                     _WWW_AUTHENTICATE,
                     _RETRY_AFTER,
                 ],
@@ -427,7 +520,8 @@ if SPECTACULAR:
                     (206, "video/mp4"): OpenApiResponse(
                         OpenApiTypes.BINARY, description="The requested byte range."
                     ),
-                    **_errors(401, 404, 406, 410, 416, 429),
+                    304: _NOT_MODIFIED,
+                    **_download_errors(401, 404, 406, 410, 412, 416, 429),
                 },
             )
         ]

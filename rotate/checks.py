@@ -53,6 +53,7 @@ _TYPES: Mapping[str, tuple[type, ...]] = {
     "THROTTLE_CACHE": (str,),
     "LAST_USED_INTERVAL": (timedelta,),
     "TRUSTED_PROXIES": (list, tuple),
+    "ASGI_MAX_BODY_SIZE": (int,),
 }
 
 

@@ -23,6 +23,10 @@ DEFAULTS = {
     # Where the API is mounted: rotate.middleware.ApiEnvelopeMiddleware puts every error
     # response under it in the envelope and gives every response an X-Request-ID.
     "API_PREFIX": "/api/",
+    # Under ASGI, the largest request body any API endpoint accepts (E6: 64 MB), in bytes:
+    # rotate.asgi.ApiBodyLimit refuses a larger one (413) before Django reads it to disk.
+    # Each view's own limit (1 MB for most) still applies to what gets through.
+    "ASGI_MAX_BODY_SIZE": 64 * 1024 * 1024,
 }
 
 rotate_settings = AppSettings("ROTATE", DEFAULTS)

@@ -20,7 +20,12 @@ def request_id(request: HttpRequest) -> str:
     request = getattr(request, "_request", request)  # DRF's Request wraps Django's
     cached: str | None = getattr(request, _ATTRIBUTE, None)
     if cached is None:
-        sent = request.headers.get(HEADER, "")
-        cached = sent if _VALID.fullmatch(sent) else uuid.uuid4().hex
+        cached = request_id_from_header(request.headers.get(HEADER))
         setattr(request, _ATTRIBUTE, cached)
     return cached
+
+
+def request_id_from_header(sent: str | None) -> str:
+    """The `X-Request-ID` value sent, if it is safe to log, else a new one (no request yet:
+    rotate.asgi answers before Django builds one)."""
+    return sent if sent is not None and _VALID.fullmatch(sent) else uuid.uuid4().hex

@@ -127,7 +127,9 @@ def start_gunicorn(
     )
 
 
-def start_uvicorn(workdir: Path) -> tuple[LiveServer, subprocess.Popen]:
+def start_uvicorn(
+    workdir: Path, env: dict[str, str] | None = None
+) -> tuple[LiveServer, subprocess.Popen]:
     """The ASGI path, one process (the Popen's pid is the one serving, for RSS readings)."""
     return _serve(
         workdir,
@@ -136,6 +138,7 @@ def start_uvicorn(workdir: Path) -> tuple[LiveServer, subprocess.Popen]:
             *("--timeout-graceful-shutdown", "30"),
             *("--host", "127.0.0.1", "--port", str(port)),
         ],
+        env,
     )
 
 

@@ -41,9 +41,11 @@ def test_shared_cache_throttle_counts_once_across_gunicorn_workers(server):
 
     # when far more requests than the limit arrive at once, spread over both workers
     with ThreadPoolExecutor(max_workers=4) as pool:
-        statuses = list(pool.map(status, range(LIMIT * 4)))
+        statuses = list(pool.map(status, range(LIMIT * 6)))
 
-    # then the limit passes once, not once per worker (2 × LIMIT). DRF's throttle reads and
-    # writes its history in two steps, so concurrent requests may slip a few past it.
-    assert LIMIT <= statuses.count(200) < LIMIT * 1.5
+    # then the limit passes once, not once per worker: counted per process, each worker would
+    # take more than LIMIT of these and pass LIMIT, 2 × LIMIT in all. DRF's throttle reads
+    # and writes its history in two steps, so concurrent requests may slip some past it
+    # (up to 1.5 × on a loaded machine), never a second worker's whole allowance.
+    assert LIMIT <= statuses.count(200) < LIMIT * 2
     assert set(statuses) == {200, 429}
