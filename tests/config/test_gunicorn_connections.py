@@ -135,31 +135,60 @@ def test_clients_that_never_close_leave_the_server_answering(server):
     assert [healthz(server, timeout=10) for _ in range(PROBES_AFTER)] == [200] * PROBES_AFTER
 
 
-def test_slow_body_connections_free_their_threads(tmp_path):
-    # given a server with two threads, and as many authenticated clients that each send a
-    # request head and the start of a body, then nothing more
+def stalled_posts(address: tuple[str, int], path: str, raw_key: str, *, length: int, sent: int):
+    """Connections that send an authenticated POST head and `sent` bytes of its `length`."""
+    head = (
+        f"POST {path}/generations/download HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {raw_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    sockets = [socket.create_connection(address, timeout=PROBE_TIMEOUT) for _ in range(2)]
+    for sock in sockets:
+        sock.sendall(head + b'{"videoIds": [' + b" " * (sent - 14))
+    return sockets
+
+
+@pytest.mark.parametrize(
+    ("length", "sent", "status", "says"),
+    [
+        # a usual body, stalled: it never gets a thread, and is answered when its time is up
+        (1000, 14, 408, b"Malformed HTTP request: Request Timeout"),
+        # a body larger than what is read ahead, stalled: its thread gives up on it
+        (200_000, 70_000, 400, b"not received in full"),
+    ],
+    ids=["small-body", "large-body"],
+)
+def test_stalled_bodies_leave_the_server_answering(tmp_path, length, sent, status, says):
+    # given a server with two threads, and two authenticated clients that send a request
+    # head and part of its body, then nothing more
     live, process = start_gunicorn(tmp_path, env={"WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2"})
     url = urllib.parse.urlsplit(live.base_url)
     address = (url.hostname, url.port)
-    head = (
-        f"POST {url.path}/generations/download HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Authorization: Bearer {live.raw_key}\r\nContent-Type: application/json\r\n"
-        "Content-Length: 1000\r\nConnection: close\r\n\r\n"
-    ).encode()
-    sockets = [socket.create_connection(address, timeout=PROBE_TIMEOUT) for _ in range(2)]
+    sockets = stalled_posts(address, url.path, live.raw_key, length=length, sent=sent)
     try:
-        for sock in sockets:
-            sock.sendall(head + b'{"videoIds": [')
-        # when /healthz is probed, then it is answered once the stalled bodies time out
-        # (gunicorn reads bodies with no timeout of its own: the probe would wait forever)
+        # when /healthz is probed, then it is answered (gunicorn alone reads bodies with no
+        # timeout: the probe would wait forever behind the two stalled bodies)
         assert healthz(address) == 200
-        # and each stalled client got the envelope saying its body never arrived
+        # and each stalled client is told, within the server's timeouts, that it timed out
         for sock in sockets:
             reply = sock.recv(65536)
-            assert reply.startswith(b"HTTP/1.1 400 "), reply[:200]
-            assert b"not received in full" in reply
+            assert reply.startswith(b"HTTP/1.1 %d " % status), reply[:200]
+            assert says in reply
     finally:
         for sock in sockets:
             sock.close()
         process.terminate()
         process.wait(timeout=40)
+
+
+def test_a_request_head_over_the_limit_is_refused_at_once(server):
+    # given a client sending a request head past 64 KiB that has not ended yet
+    with socket.create_connection(server, timeout=PROBE_TIMEOUT) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        with contextlib.suppress(OSError):  # the server may answer and close mid-send
+            for _ in range(100):
+                sock.sendall(b"X-Filler: " + b"a" * 700 + b"\r\n")
+        # then it is answered 431 in the envelope, without waiting for the rest
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 431 "), reply[:200]
+    assert b'"success": false' in reply

@@ -11,7 +11,6 @@ from unittest import mock
 
 import pytest
 from django.core.cache import caches
-from django.core.cache.backends.locmem import LocMemCache
 from django.core.signals import request_finished
 from django.test import RequestFactory
 from django.utils import timezone
@@ -24,6 +23,7 @@ from generations.links import download_link_create
 from generations.plans import archive_plan_build
 from generations.responses import archive_response
 from generations.storage import video_storage
+from rotate.conf import rotate_settings
 from tests.factories import ApiKeyFactory, GenerationFactory
 
 URL = "/api/v1/generations/download"
@@ -159,8 +159,9 @@ def test_download_cache_outage_fails_open(api_client, video, monkeypatch, caplog
     def broken(*args, **kwargs):
         raise ConnectionError("cache down")
 
-    monkeypatch.setattr(LocMemCache, "add", broken)
-    monkeypatch.setattr(LocMemCache, "incr", broken)
+    cache_class = type(caches[rotate_settings.THROTTLE_CACHE])  # Redis under REDIS_URL
+    monkeypatch.setattr(cache_class, "add", broken)
+    monkeypatch.setattr(cache_class, "incr", broken)
     held = [download(api_client, video) for _ in range(LIMIT + 2)]
     assert {response.status_code for response in held} == {200}
     assert "not limited" in caplog.text

@@ -4,11 +4,11 @@ import time
 
 import pytest
 from django.core.cache import caches
-from django.core.cache.backends.locmem import LocMemCache
 
 from rotate.concurrency import slot_acquire
 
-CACHE = "default"
+CACHE = "default"  # Redis when the suite runs with REDIS_URL, else local memory
+LOCMEM = "django.core.cache.backends.locmem.LocMemCache"
 
 
 @pytest.fixture(autouse=True)
@@ -50,8 +50,10 @@ def test_slot_release_leaves_a_slot_that_someone_else_took():
     assert take(limit=1) is None
 
 
-def test_slot_of_a_dead_holder_frees_itself_after_its_timeout(monkeypatch):
-    # given every slot taken by holders that never release (a killed process)
+def test_slot_of_a_dead_holder_frees_itself_after_its_timeout(monkeypatch, settings):
+    # given a cache whose clock the test controls (Redis keeps its own)
+    settings.CACHES = {**settings.CACHES, CACHE: {"BACKEND": LOCMEM, "LOCATION": "dead-holder"}}
+    # and every slot taken by holders that never release (a killed process)
     for _ in range(3):
         assert take(timeout=90) is not None
     assert take(timeout=90) is None
@@ -65,7 +67,7 @@ def test_slot_acquire_fails_open_when_the_cache_is_down(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise ConnectionError("cache down")
 
-    monkeypatch.setattr(LocMemCache, "add", broken)
+    monkeypatch.setattr(type(caches[CACHE]), "add", broken)
     slot = take(limit=1)
     assert slot is not None
     assert not slot.held
@@ -80,6 +82,6 @@ def test_slot_release_survives_a_cache_outage(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise ConnectionError("cache down")
 
-    monkeypatch.setattr(LocMemCache, "get", broken)
+    monkeypatch.setattr(type(caches[CACHE]), "get", broken)
     slot.release()
     assert "left to expire" in caplog.text
