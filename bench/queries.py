@@ -1,6 +1,8 @@
 """Count the database queries of one download for 1, 10 and 100 IDs (in-process test client).
 
 Run inside the server's environment: `python bench/queries.py RAW_KEY ID...`; prints JSON.
+Queries on the database cache's table (`make run`'s shared cache: throttles and download
+slots; Redis in production) are counted apart from the download's own.
 """
 
 import json
@@ -14,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
@@ -29,7 +32,9 @@ def main() -> None:
             response = client.get(f"/api/v1/generations/download?ids={','.join(ids[:count])}")
             for _ in response.streaming_content:
                 pass
-        counts[str(count)] = len(queries)
+        cache_table = settings.CACHES["default"].get("LOCATION", "")
+        on_cache = sum(cache_table in query["sql"] for query in queries.captured_queries)
+        counts[str(count)] = {"download": len(queries) - on_cache, "cache": on_cache}
     print(json.dumps(counts))
 
 

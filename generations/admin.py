@@ -22,7 +22,7 @@ from django.utils.timesince import timeuntil
 from generations.expiry import generation_expire
 from generations.models import Generation
 from generations.plans import archive_plan_build
-from generations.responses import archive_response
+from generations.responses import archive_response, database_connection_release
 from generations.selectors import generation_list_for_download
 
 logger = logging.getLogger(__name__)
@@ -164,7 +164,15 @@ class GenerationAdmin(admin.ModelAdmin):
             return None
         downloaded = [generation.pk for generation in selection.downloadable]
         names = sorted({owners[pk].get_username() for pk in downloaded})
-        # Before the first byte: a download the client aborts was still handed out.
+        plan = archive_plan_build(generations=selection.downloadable)
+        # A form POST: If-Match / If-None-Match are not about this archive, so the archive
+        # is served whatever they say (the API's 412, an API error, would be a 500 here).
+        response = archive_response(
+            request=request, plan=plan, now=now, headers={}, conditional=False
+        )
+        # Once the response is built (its first bytes read), before it is returned: a
+        # storage failure leaves no entry, a download the client aborts was handed out.
+        # Writing them reconnects: released again before streaming, as the response does.
         LogEntry.objects.log_actions(
             user_id=request.user.pk,
             queryset=selection.downloadable,
@@ -177,5 +185,5 @@ class GenerationAdmin(admin.ModelAdmin):
         logger.info(
             "staff %s downloads generations %s of owners %s", request.user, downloaded, names
         )
-        plan = archive_plan_build(generations=selection.downloadable)
-        return archive_response(request=request, plan=plan, now=now, headers={})
+        database_connection_release()
+        return response

@@ -269,7 +269,7 @@ def _primed(body: Generator[bytes, None, None]) -> Generator[bytes, None, None]:
     return rest()
 
 
-def _release_database_connection() -> None:
+def database_connection_release() -> None:
     """Give the connection back before streaming, so a slow client holds no database slot."""
     if not connection.in_atomic_block:
         connection.close()
@@ -292,7 +292,7 @@ def _streamed(
     slot = download_slot_acquire(request)
     release = slot.release if slot is not None else lambda: None
     try:
-        _release_database_connection()
+        database_connection_release()
         body = _guarded(
             chunks,
             offset=offset,
@@ -316,15 +316,21 @@ def _byte_response(
     content_type: str,
     context: StreamContext,
     headers: Mapping[str, str],
+    conditional: bool = True,
 ) -> HttpResponseBase:
-    """200/206/HEAD over a resource of known size and strong ETag, or 304/412/416."""
+    """200/206/HEAD over a resource of known size and strong ETag, or 304/412/416.
+
+    `conditional=False` ignores `If-Match` and `If-None-Match`.
+    """
     method = request.method or "GET"
-    precondition = precondition_evaluate(
-        method=method,
-        if_match=request.headers.get("If-Match"),
-        if_none_match=request.headers.get("If-None-Match"),
-        etag=etag,
-    )
+    precondition = Precondition.PASSED
+    if conditional:
+        precondition = precondition_evaluate(
+            method=method,
+            if_match=request.headers.get("If-Match"),
+            if_none_match=request.headers.get("If-None-Match"),
+            etag=etag,
+        )
     if precondition is Precondition.NOT_MODIFIED:
         return _not_modified(etag=etag, context=context, headers=headers)
     byte_range = None
@@ -383,9 +389,18 @@ def _set_common_headers(
 
 
 def archive_response(
-    *, request: HttpRequest, plan: ArchivePlan, now: datetime, headers: Mapping[str, str]
+    *,
+    request: HttpRequest,
+    plan: ArchivePlan,
+    now: datetime,
+    headers: Mapping[str, str],
+    conditional: bool = True,
 ) -> HttpResponseBase:
-    """The zip: sized, resumable and conditional, as its layout is known up front."""
+    """The zip: sized, resumable and conditional, as its layout is known up front.
+
+    `conditional=False` (the admin's form POST) serves it whatever `If-Match` and
+    `If-None-Match` say.
+    """
     context = StreamContext.from_request(
         request,
         {entry.name: gid for entry, gid in zip(plan.entries, plan.generation_ids, strict=True)},
@@ -402,6 +417,7 @@ def archive_response(
         content_type="application/zip",
         context=context,
         headers=headers,
+        conditional=conditional,
     )
 
 

@@ -141,7 +141,7 @@ if SPECTACULAR:
 
         def _get_format_parameters(self) -> list[dict[str, Any]]:
             # DRF's `?format=` override exists only because the binary renderers need a
-            # format; it is no part of the API (an empty one is ignored, an unknown one 404s).
+            # format; it is no part of the API (rotate.negotiation ignores it).
             return []
 
     class BearerKeyScheme(OpenApiAuthenticationExtension):

@@ -26,7 +26,7 @@ from rest_framework import status
 
 from rotate.conf import rotate_settings
 from rotate.exceptions import envelope_for_status
-from rotate.middleware import _is_api_path
+from rotate.middleware import is_api_path
 from rotate.request_ids import HEADER as REQUEST_ID_HEADER
 from rotate.request_ids import request_id_from_header
 
@@ -62,7 +62,7 @@ class ApiBodyLimit:
         self.max_body_size = max_body_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _is_api_path(_path_info(scope)):
+        if scope["type"] != "http" or not is_api_path(_path_info(scope)):
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)

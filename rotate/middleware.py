@@ -8,6 +8,8 @@ every other middleware; it leaves responses outside `ROTATE["API_PREFIX"]` alone
 """
 
 import json
+import posixpath
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,11 +38,22 @@ _BODY_HEADERS = frozenset(
 GetResponse = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
 # An error body larger than this is nobody's envelope: no need to read it to know.
 _ENVELOPE_MAX_SIZE = 64 * 1024
+_SLASHES = re.compile("/{2,}")
 
 
-def _is_api_path(path: str) -> bool:
+def is_api_path(path_info: str) -> bool:
+    """Whether a request path (`request.path_info`, decoded) is under `ROTATE["API_PREFIX"]`.
+
+    As sent, or once repeated slashes are collapsed and `.`/`..` segments resolved: the URL
+    resolver does neither, so `//api/v1/generations`, `/./api/...` and `/api/../x` match no
+    pattern, and their 404 (with `DEBUG`, a page listing every URL pattern) must still be
+    enveloped. The server has already decoded the path: `/api%2Fv1` arrives as `/api/v1`.
+    """
     prefix = rotate_settings.API_PREFIX
-    return path.startswith(prefix) or path == prefix.rstrip("/")
+    normalised = posixpath.normpath(_SLASHES.sub("/", path_info or "/"))
+    return any(
+        path.startswith(prefix) or path == prefix.rstrip("/") for path in (path_info, normalised)
+    )
 
 
 def _is_envelope(request: HttpRequest, response: HttpResponseBase) -> bool:
@@ -103,7 +116,7 @@ class ApiEnvelopeMiddleware:
         return self.process(request, await self.get_response(request))  # type: ignore[misc]
 
     def process(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-        if not _is_api_path(request.path_info):
+        if not is_api_path(request.path_info):
             return response
         if response.status_code >= 400 and not _is_envelope(request, response):
             response = _enveloped(request, response)

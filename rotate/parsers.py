@@ -7,6 +7,7 @@ either way the body the parsers see is at most the limit, in memory, never spool
 """
 
 import io
+import logging
 import re
 from typing import Any
 
@@ -16,6 +17,8 @@ from rest_framework.parsers import JSONParser, get_encoding
 from rest_framework.utils import json
 
 from rotate.exceptions import PayloadTooLarge, ValidationFailed
+
+logger = logging.getLogger(__name__)
 
 _READ_SIZE = 64 * 1024
 # A JSON string (escapes included), one bracket, or a quote that opens no valid string.
@@ -69,10 +72,28 @@ def request_has_body(request: HttpRequest) -> bool:
 
 
 def _read_at_most(stream: Any, limit: int) -> bytes:
+    """Up to `limit` bytes of the body; a body the server cannot deliver is a 400.
+
+    PEP 3333 names no exception for a body that cannot be read, so each server raises its
+    own: an `OSError` when the client stops sending or goes away (gunicorn's `NoMoreData`,
+    Django's `UnreadablePostError`, a read timeout), and gunicorn its HTTP parser's errors
+    for a malformed chunked body (`InvalidChunkSize`, `ChunkMissingTerminator`,
+    `InvalidChunkExtension`, `InvalidHeader` in a trailer: `ParseException`s, not
+    `OSError`s). rotate does not import a server, so any failure of the server's `read()`
+    (and only of that call) is taken to be the client's body.
+    """
     chunks: list[bytes] = []
     size = 0
     while size < limit:
-        chunk = stream.read(min(_READ_SIZE, limit - size))
+        try:
+            chunk = stream.read(min(_READ_SIZE, limit - size))
+        except OSError:
+            raise ValidationFailed("The request body was not received in full") from None
+        except Exception as exc:
+            logger.info("request body unreadable: %s: %r", type(exc).__name__, str(exc))
+            raise ValidationFailed(
+                "The request body could not be read: malformed chunked transfer coding"
+            ) from None
         if not chunk:
             break
         chunks.append(chunk)
@@ -105,10 +126,7 @@ def request_body_load(request: HttpRequest, *, max_size: int) -> None:
             raise ValidationFailed("This server cannot read a chunked body: send Content-Length")
     else:
         return
-    try:
-        body = _read_at_most(source, max_size + 1)
-    except OSError:  # the client stopped sending (a server read timeout) or went away
-        raise ValidationFailed("The request body was not received in full") from None
+    body = _read_at_most(source, max_size + 1)
     if len(body) > max_size:
         raise PayloadTooLarge(f"The request body must not exceed {max_size} bytes")
     # What HttpRequest.body leaves behind once read, so DRF's parsers take these bytes

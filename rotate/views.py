@@ -14,7 +14,6 @@ from rest_framework.exceptions import (
     NotAuthenticated,
     UnsupportedMediaType,
 )
-from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import BaseParser, FormParser
 from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -24,10 +23,16 @@ from rest_framework.views import APIView
 
 from rotate.authentication import BearerKeyAuthentication
 from rotate.exceptions import envelope_exception_handler
+from rotate.negotiation import AcceptOnlyContentNegotiation
 from rotate.parsers import DepthLimitedJSONParser, request_body_load, request_has_body
 from rotate.request_ids import HEADER as REQUEST_ID_HEADER
 from rotate.request_ids import request_id
-from rotate.throttling import ApiKeyRateThrottle, failed_auth_check, failed_auth_record
+from rotate.throttling import (
+    ApiKeyRateThrottle,
+    failed_auth_check,
+    failed_auth_recheck,
+    failed_auth_record,
+)
 
 MEGABYTE = 1024 * 1024
 
@@ -44,7 +49,7 @@ class ApiView(APIView):
     # No multipart: Django would spool its file parts to disk before the view could refuse
     # them. A multipart body gets 400 unread (contract §3).
     parser_classes: list[type[BaseParser]] = [DepthLimitedJSONParser, FormParser]
-    content_negotiation_class = DefaultContentNegotiation
+    content_negotiation_class = AcceptOnlyContentNegotiation
     versioning_class = None
     # The largest request body the view reads, in bytes; past it, 413 (code 4011).
     max_body_size = MEGABYTE
@@ -57,7 +62,9 @@ class ApiView(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         """Before the handler, in order: the failed-authentication throttle of the client's
         address, negotiation (a 406 is deferred), authentication (a failure is counted
-        against the address), permissions, throttles, then the body (media type and size).
+        against the address), permissions, throttles, the failed-authentication throttle
+        again (failures of the same burst may have blocked the address meanwhile), then
+        the body (media type and size).
         """
         failed_auth_check(request)
         try:
@@ -65,6 +72,7 @@ class ApiView(APIView):
         except (AuthenticationFailed, NotAuthenticated):
             failed_auth_record(request)
             raise
+        failed_auth_recheck(request)
         self.load_body(request)
 
     def load_body(self, request: Request) -> None:

@@ -180,7 +180,19 @@ def test_server_refuses_multipart_unread_and_spools_nothing(
     assert sorted(os.listdir(temp_dir)) == before
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/", "/api/v1/generations/1/x/y"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/nope",
+        "/api/",
+        "/api/v1/generations/1/x/y",
+        "//api/v1/generations",
+        "///api/v1/generations",
+        "/%2Fapi/v1/generations",
+        "/./api/v1/generations",
+        "/%2e/api/v1/generations",
+    ],
+)
 def test_server_unknown_api_path_is_enveloped_with_debug_on(server: LiveServer, path: str) -> None:
     connection = connect(server)
 
@@ -243,3 +255,52 @@ def test_server_requests_gunicorn_refuses_are_enveloped(
 
     data = assert_envelope(response, body, status=status, code=4001)
     assert data["error"]["meta"]["friendlyMessage"].startswith("Malformed HTTP request")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"zz\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n",
+        b"-10\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n",
+        b"0x10\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n",
+        b"1;\r\nx\r\n0\r\n\r\n",
+        b"2\r\n[]xx\r\n0\r\n\r\n",
+        b"2\r\n[]\r\n0\r\nX-Bad\r\n\r\n",
+    ],
+    ids=["not-hex", "negative", "0x-prefix", "empty-extension", "no-terminator", "bad-trailer"],
+)
+@pytest.mark.parametrize(
+    "path", ["/api/v1/generations/download", "/api/v1/generations/download/links"]
+)
+def test_server_malformed_chunked_body_is_a_400(server: LiveServer, path: str, body: bytes) -> None:
+    # given a chunked body that gunicorn cannot decode
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\n"
+        f"Authorization: Bearer {server.raw_key}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+
+    # when it is posted, then the answer is the 400 envelope, not a 500 with a traceback
+    response, answer_body = exchange_raw(server, head, body)
+    data = assert_envelope(response, answer_body, status=400, code=4001)
+    assert "request body" in data["error"]["meta"]["friendlyMessage"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/generations/download", "/api/v1/generations/download/links"]
+)
+def test_server_chunked_body_cut_short_is_a_400(server: LiveServer, path: str) -> None:
+    # given a chunk announcing 16 bytes of which the client sends 3, then closes its side
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\n"
+        f"Authorization: Bearer {server.raw_key}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port_of(server)), timeout=30) as sock:
+        sock.sendall(head.encode("latin-1") + b"10\r\n[1,")
+        sock.shutdown(socket.SHUT_WR)
+
+        # when the server reads the body, then it answers 400 on the half-open connection
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert_envelope(response, response.read(), status=400, code=4001)

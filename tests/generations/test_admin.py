@@ -302,3 +302,50 @@ def test_generation_admin_download_of_nothing_downloadable_records_nothing(
 def test_generation_admin_refuses_lookups_on_key_secrets(superuser_client, generations):
     for lookup in ("api_key__digest__startswith", "api_key__digest"):
         assert superuser_client.get(CHANGELIST_URL, {lookup: "ab"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "conditions",
+    [
+        {"HTTP_IF_NONE_MATCH": "*"},
+        {"HTTP_IF_MATCH": '"nope"'},
+        {"HTTP_IF_MATCH": '"nope"', "HTTP_IF_NONE_MATCH": "*"},
+    ],
+    ids=["if-none-match-star", "if-match-other", "both"],
+)
+def test_generation_admin_download_ignores_conditional_headers(
+    downloader_client, generations, conditions
+):
+    # given a staff browser (or extension) sending conditional headers with the form POST
+    selected = [generations["succeeded"]]
+
+    # when the download action is posted with them
+    response = downloader_client.post(
+        CHANGELIST_URL,
+        {"action": "download_as_zip", "_selected_action": [g.pk for g in selected]},
+        **conditions,
+    )
+
+    # then the archive is served (not the API's 412 or 304) and recorded once
+    assert zip_names(response) == ["mug-2.mp4"]
+    assert [entry.object_id for entry in LogEntry.objects.all()] == [str(selected[0].pk)]
+
+
+def test_generation_admin_download_failing_in_storage_records_nothing(
+    downloader_client, generations
+):
+    # given a downloadable generation, its size and CRC not yet recorded (read while the
+    # archive is built), whose file has gone from storage
+    generation = generations["succeeded"]
+    Generation.objects.filter(pk=generation.pk).update(video_size=None, video_crc32=None)
+    generation.video.storage.delete(generation.video.name)
+    downloader_client.raise_request_exception = False
+
+    # when the download action is posted
+    response = downloader_client.post(
+        CHANGELIST_URL, {"action": "download_as_zip", "_selected_action": [generation.pk]}
+    )
+
+    # then it fails before any byte, and no history entry claims a download
+    assert response.status_code == 500
+    assert not LogEntry.objects.exists()

@@ -11,6 +11,7 @@ import pytest
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
+from rotate.middleware import is_api_path
 from tests.rotate.envelopes import LIST_URL, assert_error_envelope, assert_unauthorized
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.rotate.api_urls")]
@@ -54,6 +55,57 @@ def test_api_unknown_path_is_an_enveloped_404(debug: bool, path: str) -> None:
     )
     assert_no_leak(response)
     assert_request_id(response)
+
+
+@pytest.mark.parametrize(
+    "path_info",
+    [
+        "//api/v1/generations",
+        "///api/v1/generations",
+        "/api//v1/generations",
+        "/./api/v1/generations",
+        "/x/../api/v1/generations",
+        "/api/../x",
+        "//api",
+    ],
+)
+def test_api_path_not_as_the_resolver_matches_it_is_an_enveloped_404(
+    debug: bool, path_info: str
+) -> None:
+    # given a path the server hands over as sent (already %-decoded), which no URL pattern
+    # matches though it is the API's; the test client would read `//api` as a host
+    response = Client().get("/", PATH_INFO=path_info, HTTP_ACCEPT="text/html")
+
+    # then the 404 is the envelope, not the debug page listing every URL pattern
+    assert_error_envelope(
+        response,
+        status=404,
+        code=4006,
+        message="resource not found",
+        title="Resource Not Found",
+        resource="resource",
+    )
+    assert_no_leak(response)
+    assert_request_id(response)
+
+
+@pytest.mark.parametrize(
+    ("path_info", "expected"),
+    [
+        ("/api/v1/generations", True),
+        ("/api", True),
+        ("//api/v1/generations", True),
+        ("/.//api/", True),
+        ("/api/../../admin/", True),  # the resolver sees it under /api/
+        ("/apiary", False),
+        ("/admin/", False),
+        ("//admin//api", False),
+        ("/", False),
+        ("", False),
+    ],
+)
+def test_is_api_path(path_info: str, expected: bool) -> None:
+    assert is_api_path(path_info) is expected
 
 
 def test_api_unknown_path_head_has_no_body(debug: bool) -> None:

@@ -439,3 +439,90 @@ def test_failed_auth_throttle_answers_before_authentication(
         response, status=429, code=4005, message="Too many requests", title="Rate Limited"
     )
     assert response["Retry-After"] == "42"
+
+
+# ------------------------------------------------------------------------------
+# Negotiation by `Accept` alone: `?format=` is no parameter of ours, `q=0` refuses a range
+# ------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["api", "zip", "json", "mp4", "csv"])
+def test_format_query_parameter_does_not_select_a_renderer(
+    api_client: APIClient, user: Any, fmt: str
+) -> None:
+    # given an existing generation of the caller
+    generation = GenerationFactory(owner=user)
+
+    # when its status and the list are asked for with DRF's format override parameter
+    status = api_client.get(STATUS_URL.format(generation.pk), {"format": fmt})
+    listing = api_client.get(LIST_URL, {"format": fmt})
+
+    # then it is an unknown parameter like any other: the JSON, not a 404
+    assert status.status_code == 200, status.content
+    assert status["Content-Type"] == "application/json"
+    assert str(status.json()["id"]) == str(generation.pk)
+    assert listing.status_code == 200
+    assert listing.json()["total"] == 1
+
+
+def test_format_query_parameter_does_not_change_a_download(
+    api_client: APIClient, user: Any, mp4_bytes: bytes
+) -> None:
+    generation = GenerationFactory(owner=user, video=mp4_bytes)
+
+    response = api_client.get(DOWNLOAD_URL, {"ids": str(generation.pk), "format": "json"})
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/zip"
+    response.close()
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "*/*;q=0",
+        "application/json;q=0",
+        "application/json; q=0.000, */*;q=0",
+        "application/zip;q=0, */*;q=0",
+        "text/html, */*;q=0",
+    ],
+)
+def test_accept_with_only_q_zero_ranges_is_406(
+    api_client: APIClient, user: Any, accept: str
+) -> None:
+    generation = GenerationFactory(owner=user)
+
+    response = api_client.get(STATUS_URL.format(generation.pk), HTTP_ACCEPT=accept)
+
+    assert_not_acceptable(response)
+
+
+@pytest.mark.parametrize("accept", ["*/*;q=0", "application/zip;q=0, */*;q=0"])
+def test_accept_q_zero_refuses_a_download_that_would_succeed(
+    api_client: APIClient, user: Any, mp4_bytes: bytes, accept: str
+) -> None:
+    generation = GenerationFactory(owner=user, video=mp4_bytes)
+
+    response = api_client.get(DOWNLOAD_URL, {"ids": str(generation.pk)}, HTTP_ACCEPT=accept)
+
+    assert_not_acceptable(response)
+
+
+@pytest.mark.parametrize(
+    "accept", ["application/json;q=0.5", "application/json;q=0.001", "*/*;q=0, application/json"]
+)
+def test_accept_with_a_nonzero_q_is_served(api_client: APIClient, user: Any, accept: str) -> None:
+    generation = GenerationFactory(owner=user)
+
+    response = api_client.get(STATUS_URL.format(generation.pk), HTTP_ACCEPT=accept)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+
+
+def test_accept_q_zero_keeps_the_real_error(
+    api_client: APIClient, unauthorized_body: bytes
+) -> None:
+    missing = api_client.get(STATUS_URL.format(999999), HTTP_ACCEPT="*/*;q=0")
+    anonymous = APIClient().get(LIST_URL, HTTP_ACCEPT="*/*;q=0")
+
+    assert_not_found(missing, resource="generation")
+    assert anonymous.content == unauthorized_body

@@ -230,3 +230,36 @@ def test_body_malformed_content_length_is_a_validation_error(
     )
 
     assert_validation_error(response)
+
+
+class FailingStream(io.BytesIO):
+    """A `wsgi.input` whose server fails to decode the body after its first bytes."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(b'{"videoIds": [1')
+        self.error = error
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.tell():
+            raise self.error
+        return super().read(4)
+
+
+class ServerParseError(Exception):
+    """Like gunicorn's `InvalidChunkSize`: a `ParseException`, not an `OSError`."""
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ServerParseError("Invalid chunk size: b'zz'"), "malformed chunked"),
+        (ConnectionResetError("peer gone"), "not received in full"),
+    ],
+    ids=["parse-error", "os-error"],
+)
+def test_body_chunked_the_server_fails_to_read_is_a_validation_error(
+    api_client: APIClient, error: Exception, reason: str
+) -> None:
+    response, _ = post_chunked(api_client, b"", **{"wsgi.input": FailingStream(error)})
+
+    assert reason in assert_validation_error(response)
