@@ -5,7 +5,8 @@ dict is reported as a check message instead of an exception at the first request
 
 Two deploy checks are errors, not warnings, because each breaks a promise of the API
 outright: a throttle counted per process (each process allows the full rate), and a
-`SECRET_KEY` anyone can know or guess (it signs the download links).
+`SECRET_KEY` anyone can know or guess (it signs the download links). A shared cache whose
+`incr` is not atomic only lets concurrent requests past the limits: a warning.
 """
 
 import re
@@ -14,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from rotate.app_settings import AppSettings
 from rotate.client_address import proxy_networks_parse
@@ -30,6 +31,16 @@ NON_SHARED_CACHES = frozenset(
         "django.core.cache.backends.dummy.DummyCache",
     }
 )
+# Shared caches whose `incr` is Django's `get` then `set`: processes incrementing at once
+# lose counts, so concurrent requests get past the limits (rotate.W001).
+NON_ATOMIC_INCR_CACHES = {
+    "django.core.cache.backends.db.DatabaseCache": (
+        "Use rotate.cache.DatabaseCache: the same table, with an atomic incr."
+    ),
+    "django.core.cache.backends.filebased.FileBasedCache": (
+        "Use Redis, or rotate.cache.DatabaseCache (atomic incr)."
+    ),
+}
 # Django's own bar for a secret key (security.W009), which it only warns about.
 SECRET_KEY_MIN_LENGTH = 50
 SECRET_KEY_MIN_UNIQUE_CHARACTERS = 5
@@ -62,6 +73,7 @@ def register_checks() -> None:
     register(check_rotate_settings)
     register(check_throttle_cache, Tags.caches)
     register(check_throttle_cache_is_shared, Tags.caches, deploy=True)
+    register(check_throttle_cache_counts_atomically, Tags.caches, deploy=True)
     register(check_secret_key_is_strong, Tags.security, deploy=True)
 
 
@@ -147,8 +159,26 @@ def check_throttle_cache_is_shared(**kwargs: Any) -> list[CheckMessage]:
             f"({backend.rsplit('.', 1)[-1]}), which is not shared between processes: "
             "each server process allows the full rate (DummyCache: no limit at all).",
             hint="Point ROTATE['THROTTLE_CACHE'] at a shared cache: Redis, Memcached or "
-            "Django's DatabaseCache.",
+            "rotate.cache.DatabaseCache.",
             id="rotate.E003",
+        )
+    ]
+
+
+def check_throttle_cache_counts_atomically(**kwargs: Any) -> list[CheckMessage]:
+    """rotate.W001 (deploy, DEBUG off): the throttle cache's `incr` is not atomic."""
+    alias = _throttle_cache_alias()
+    if settings.DEBUG or alias is None or alias not in settings.CACHES:
+        return []
+    backend = settings.CACHES[alias].get("BACKEND", "")
+    if backend not in NON_ATOMIC_INCR_CACHES:
+        return []
+    return [
+        Warning(
+            f"The throttles count in CACHES[{alias!r}] ({backend.rsplit('.', 1)[-1]}), whose "
+            "incr reads then writes: concurrent requests lose counts and get past the limits.",
+            hint=NON_ATOMIC_INCR_CACHES[backend],
+            id="rotate.W001",
         )
     ]
 

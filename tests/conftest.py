@@ -29,9 +29,9 @@ def require_executable(name: str) -> str:
 def failed_auth_forgotten() -> None:
     """Each test starts with no failed authentication counted against the test client's
     address: a test that replaces `settings.ROTATE` gets the default 30/min back."""
-    from django.core.cache import caches
+    from rotate.throttling import failed_auth_forget
 
-    caches["default"].delete("rotate:failed-auth:127.0.0.1:start")
+    failed_auth_forget("127.0.0.1")
 
 
 @pytest.fixture

@@ -136,7 +136,7 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "BACKEND": "rotate.cache.DatabaseCache",
             "LOCATION": "rotate_cache",
             # Past MAX_ENTRIES Django culls a third of the table, live counters included:
             # far above what one site's keys and downloads hold at once.

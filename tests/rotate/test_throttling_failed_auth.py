@@ -12,6 +12,7 @@ from django.core.checks import run_checks
 from django.test import RequestFactory
 from rest_framework.test import APIClient
 
+from rotate.authentication import BearerKeyAuthentication
 from rotate.client_address import client_address
 from rotate.keys import key_generate
 from rotate.throttling import FailedAuthThrottle
@@ -90,6 +91,36 @@ def test_failed_auth_the_31st_failure_in_a_minute_is_429(clock, address, make_ke
     # then each is 429 with Retry-After: a blocked guesser learns nothing, not even a hit
     for response in responses:
         assert_throttled(response)
+
+
+def test_failed_auth_a_failure_past_the_limit_is_429_even_if_it_passed_the_check(
+    clock, address, monkeypatch
+):
+    # given a burst whose requests all passed the check before any failure was counted
+    monkeypatch.setattr("rotate.views.failed_auth_check", lambda request: None)
+    # when 31 of them fail, then the failure numbered 31 is answered 429, not 401
+    statuses = list(fail(LIMIT + 1, address))
+
+    assert statuses == [401] * LIMIT + [429]
+
+
+def test_failed_auth_a_valid_key_is_refused_if_its_address_got_blocked_meanwhile(
+    clock, address, make_key, monkeypatch
+):
+    # given an address whose 30th failure is counted while a request with a valid key from
+    # it authenticates (a burst of guesses, one of them right)
+    _, raw_key = make_key()
+    authenticate = BearerKeyAuthentication.authenticate
+
+    def authenticate_while_others_fail(self: Any, request: Any) -> Any:
+        for _ in range(LIMIT):
+            FailedAuthThrottle().record(RequestFactory().get("/", REMOTE_ADDR=address))
+        return authenticate(self, request)
+
+    monkeypatch.setattr(BearerKeyAuthentication, "authenticate", authenticate_while_others_fail)
+    # when it is answered, then 429: a right guess is not told apart once the address is
+    # blocked, so a burst learns no more than as many guesses in a row would
+    assert_throttled(client_from(address, raw_key).get(LIST_URL))
 
 
 def test_failed_auth_other_addresses_and_their_keys_are_unaffected(clock, address, make_key):
