@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REQUIRE_SERVICES, require_executable
 from tests.e2e_server import nginx_site
@@ -181,6 +182,19 @@ def test_deploy_compose_file_is_valid_with_a_real_env_file(tmp_path):
     assert "web:" in result.stdout
     secret_key = read_env_text(env_file)["SECRET_KEY"]
     assert f"SECRET_KEY: {secret_key}" in result.stdout
+
+
+@pytest.mark.parametrize("service", ["web", "worker", "beat", "migrate"])
+def test_deploy_compose_app_services_get_the_whole_app_environment(tmp_path, service):
+    # A service's own `environment` would replace the anchor's (YAML merges are shallow):
+    # web once ran on an empty SQLite file that way while the rest used PostgreSQL.
+    result = compose("config", project=tmp_path, env_file=filled_env_file())
+
+    assert result.returncode == 0, result.stderr
+    environment = yaml.safe_load(result.stdout)["services"][service]["environment"]
+    for name in ("DATABASE_URL", "SECRET_KEY", "ROTATE_TRUSTED_PROXIES", "REDIS_URL"):
+        assert environment.get(name), f"{service} has no {name}"
+    assert environment["DATABASE_URL"].startswith("postgres://")
 
 
 def test_deploy_compose_defines_every_service(tmp_path):
