@@ -27,7 +27,6 @@ has no nginx, so this worker does the same in its event loop:
 
 import contextlib
 import errno
-import json
 import re
 import selectors
 import socket
@@ -91,9 +90,9 @@ def request_arrival(data: bytes) -> Arrival:
 def write_envelope_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's `util.write_error`, answering in the envelope. gunicorn's own message
     (which may quote the request line) is not echoed: the reason phrase says enough."""
-    from rotate.exceptions import envelope_for_status  # Django is set up by now
+    from rotate.exceptions import envelope_json_for_status  # Django is set up by now
 
-    body = json.dumps(envelope_for_status(status_int, f"Malformed HTTP request: {reason}"))
+    body = envelope_json_for_status(status_int, f"Malformed HTTP request: {reason}")
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\n"
         "Connection: close\r\n"
@@ -102,7 +101,7 @@ def write_envelope_error(sock: socket.socket, status_int: int, reason: str, mesg
         f"X-Request-ID: {uuid.uuid4().hex}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
-    util.write_nonblock(sock, (head + body).encode("latin-1"))
+    util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
 class HeadFirstThreadWorker(gthread.ThreadWorker):

@@ -18,14 +18,13 @@ more of the body either. Under WSGI, gunicorn hands the body to the view unread,
 view refuses it itself (rotate.parsers).
 """
 
-import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from rest_framework import status
 
 from rotate.conf import rotate_settings
-from rotate.exceptions import envelope_for_status
+from rotate.exceptions import envelope_json_for_status
 from rotate.middleware import is_api_path
 from rotate.request_ids import HEADER as REQUEST_ID_HEADER
 from rotate.request_ids import request_id_from_header
@@ -102,7 +101,7 @@ class Refusal:
 
     async def __call__(self, status_code: int, friendly_message: str) -> None:
         self.sent = True
-        body = json.dumps(envelope_for_status(status_code, friendly_message)).encode()
+        body = envelope_json_for_status(status_code, friendly_message)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import SuspiciousOperation
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
@@ -107,6 +108,12 @@ def envelope_for_status(status_code: int, friendly_message: str | None = None) -
         friendly_message=friendly_message or message,
         **meta,
     )
+
+
+def envelope_json_for_status(status_code: int, friendly_message: str | None = None) -> bytes:
+    """`envelope_for_status` as the bytes our views send (DRF's JSON renderer: compact), for
+    the layers that answer without a view (middleware, ASGI wrapper, the gunicorn worker)."""
+    return JSONRenderer().render(envelope_for_status(status_code, friendly_message))
 
 
 def _friendly_message(detail: Any) -> str:

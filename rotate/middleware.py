@@ -17,7 +17,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from rotate.conf import rotate_settings
-from rotate.exceptions import envelope_for_status
+from rotate.exceptions import envelope_json_for_status
 from rotate.request_ids import HEADER as REQUEST_ID_HEADER
 from rotate.request_ids import request_id
 
@@ -77,7 +77,7 @@ def _enveloped(request: HttpRequest, response: HttpResponseBase) -> HttpResponse
 
     Nothing of the original body is kept: a debug page names paths, settings and code.
     """
-    body = json.dumps(envelope_for_status(response.status_code)).encode()
+    body = envelope_json_for_status(response.status_code)
     enveloped = HttpResponse(
         b"" if request.method == "HEAD" else body,
         status=response.status_code,
