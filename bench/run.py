@@ -464,8 +464,8 @@ def ratio_rows(results: dict) -> list[tuple[str, str, str, float | None]]:
         rows.append(
             (
                 "DB queries per download (1/10/100 IDs)",
-                f"{download} (+ {cache} on `make run`'s database cache table: throttles, "
-                "download slot; Redis in production)",
+                f"{download} (+ {cache} on `make run`'s database cache, its table and "
+                "transactions: throttles, download slot; Redis in production)",
                 "≤ 3, constant",
                 None,
             )

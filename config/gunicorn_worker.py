@@ -87,6 +87,17 @@ def request_arrival(data: bytes) -> Arrival:
     return Arrival.COMPLETE
 
 
+def receive_nowait(sock: socket.socket) -> bytes | None:
+    """What a readable non-blocking socket holds; b"" at its end or on an error, None if
+    nothing after all (a spurious wake-up)."""
+    try:
+        return sock.recv(_READ_SIZE)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 def write_envelope_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's `util.write_error`, answering in the envelope. gunicorn's own message
     (which may quote the request line) is not echoed: the reason phrase says enough."""
@@ -144,12 +155,9 @@ class HeadFirstThreadWorker(gthread.ThreadWorker):
 
     def preread(self, conn: gthread.TConn, sock: socket.socket) -> None:
         """On the event loop: read what arrived; hand a complete request to a thread."""
-        try:
-            data = sock.recv(_READ_SIZE)
-        except BlockingIOError:
+        data = receive_nowait(sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         conn.preread += data
         arrival = request_arrival(conn.preread) if data else Arrival.COMPLETE
         if arrival is Arrival.INCOMPLETE:
@@ -202,12 +210,9 @@ class HeadFirstThreadWorker(gthread.ThreadWorker):
         return None
 
     def drain(self, conn: gthread.TConn, sock: socket.socket) -> None:
-        try:
-            data = sock.recv(_READ_SIZE)
-        except BlockingIOError:
+        data = receive_nowait(sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         conn.drained += len(data)
         if data and conn.drained < LINGER_MAX_DRAIN:
             return
