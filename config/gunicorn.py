@@ -34,3 +34,6 @@ access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(D)sus "%(
 logger_class = "config.gunicorn_logging.EscapingLogger"
 # The skipped-ID headers can hold 100 IDs of 19 digits each.
 limit_request_field_size = 16384
+# gunicorn 27's runtime control socket (`gunicornc`) is one path per user
+# ($HOME/.gunicorn/gunicorn.ctl): every gunicorn of a host would share it, and nothing here uses it.
+control_socket_disable = True

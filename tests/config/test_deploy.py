@@ -343,7 +343,11 @@ def test_deploy_production_server_behind_the_sample_nginx_answers_probes(tmp_pat
     # the sample config, its upstream pointed at loopback instead of the compose service
     nginx = require_executable("nginx")
     redis_server = require_executable("redis-server")
-    app_port, proxy_port, redis_port = free_port(), free_port(), free_port()
+    # gunicorn gets its listening socket already bound: a port only chosen as free here could
+    # be taken by another test's server before gunicorn binds it (nginx then proxied there).
+    listener = socket.create_server(("127.0.0.1", 0))
+    app_port = listener.getsockname()[1]
+    proxy_port, redis_port = free_port(), free_port()
     env = production_env(
         REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         ALLOWED_HOSTS="127.0.0.1",
@@ -371,12 +375,17 @@ def test_deploy_production_server_behind_the_sample_nginx_answers_probes(tmp_pat
         f"http {{ access_log off; include {tmp_path}/default.conf; }}\n"
     )
     gunicorn = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", "config.wsgi"],
+        [
+            *(sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py"),
+            *("--bind", f"fd://{listener.fileno()}", "config.wsgi"),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "gunicorn.log").open("w"),
+        pass_fds=(listener.fileno(),),
     )
+    listener.close()  # gunicorn holds it now
     proxy = subprocess.Popen(
         [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
         stdout=subprocess.DEVNULL,
