@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import REQUIRE_SERVICES, require_executable
-from tests.e2e_server import nginx_site
+from tests.e2e_server import nginx_site, start_nginx
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -347,7 +347,7 @@ def test_deploy_production_server_behind_the_sample_nginx_answers_probes(tmp_pat
     # be taken by another test's server before gunicorn binds it (nginx then proxied there).
     listener = socket.create_server(("127.0.0.1", 0))
     app_port = listener.getsockname()[1]
-    proxy_port, redis_port = free_port(), free_port()
+    redis_port = free_port()
     env = production_env(
         REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         ALLOWED_HOSTS="127.0.0.1",
@@ -365,15 +365,6 @@ def test_deploy_production_server_behind_the_sample_nginx_answers_probes(tmp_pat
     )
     wait_for_port(redis_port, redis)
     assert manage("migrate", "--noinput", env=env).returncode == 0
-    (tmp_path / "default.conf").write_text(
-        nginx_site(app_port, proxy_port, tmp_path / "access.log")
-    )
-    (tmp_path / "nginx.conf").write_text(
-        "daemon off;\nworker_processes 1;\n"
-        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
-        "events { worker_connections 64; }\n"
-        f"http {{ access_log off; include {tmp_path}/default.conf; }}\n"
-    )
     gunicorn = subprocess.Popen(
         [
             *(sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py"),
@@ -386,14 +377,9 @@ def test_deploy_production_server_behind_the_sample_nginx_answers_probes(tmp_pat
         pass_fds=(listener.fileno(),),
     )
     listener.close()  # gunicorn holds it now
-    proxy = subprocess.Popen(
-        [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proxy_port, proxy = start_nginx(nginx, tmp_path, app_port)
     try:
         wait_for_port(app_port, gunicorn)
-        wait_for_port(proxy_port, proxy)
         base = f"http://127.0.0.1:{proxy_port}"
 
         # When / Then: probes answer over plain HTTP; everything else goes to HTTPS
