@@ -44,6 +44,20 @@ DEFAULTS = {
     "S3_RETRY_BACKOFF": timedelta(milliseconds=100),
     "S3_PREFETCH": 32,
     "S3_MAX_CONNECTIONS": 128,
+    # Bulk create (E6, contract §9): credits each created generation costs.
+    "CREDITS_PER_GENERATION": 5,
+    # Image intake (generations.intake): host names whose addresses are not checked (a
+    # site's own asset server; exact names, case-insensitive); images fetched at once per
+    # request; the limits of one fetch; the largest image decoded.
+    "INTAKE_ALLOWED_HOSTS": (),
+    "INTAKE_CONCURRENCY": 16,
+    "INTAKE_CONNECT_TIMEOUT": timedelta(seconds=5),
+    "INTAKE_READ_TIMEOUT": timedelta(seconds=10),
+    "INTAKE_TOTAL_TIMEOUT": timedelta(seconds=30),
+    "INTAKE_MAX_BYTES": 20 * 1000 * 1000,
+    "INTAKE_MAX_REDIRECTS": 3,
+    "INTAKE_MAX_PIXELS": 40 * 1000 * 1000,
+    "INTAKE_MAX_SIDE": 10_000,
 }
 
 generations_settings = AppSettings("GENERATIONS", DEFAULTS)

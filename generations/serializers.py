@@ -4,7 +4,6 @@ Download IDs are parsed by hand rather than with `serializers.IntegerField`, whi
 accepts `1.0`, `"1.0"` and surrounding blanks: contract §3 rejects all of those.
 """
 
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,15 +14,13 @@ from generations.conf import generations_settings
 from generations.models import Generation
 from generations.selectors import MAX_ID
 from rotate.exceptions import ValidationFailed
+from rotate.pagination import BLANKS, DIGITS, MAX_DIGITS
 
 ID_KEYS = ("videoIds", "ids")
-_DIGITS = re.compile(r"[0-9]+")
-_BLANKS = " \t"
-_MAX_DIGITS = 32  # int() of a very long digit string is slow (and refused past 4300 digits)
 
 
 def _parse_id(value: object, position: int) -> int:
-    if isinstance(value, str) and len(value) <= _MAX_DIGITS and _DIGITS.fullmatch(value):
+    if isinstance(value, str) and len(value) <= MAX_DIGITS and DIGITS.fullmatch(value):
         number = int(value)
     elif isinstance(value, int) and not isinstance(value, bool):
         number = value
@@ -57,7 +54,7 @@ def download_ids_from_query(params: QueryDict) -> list[int]:
     """IDs from `?ids=1,2` or `?ids=1&ids=2` (also `videoIds`); blanks around commas ignored."""
     key = _single_key([key for key in ID_KEYS if key in params])
     elements = [
-        element.strip(_BLANKS) for value in params.getlist(key) for element in value.split(",")
+        element.strip(BLANKS) for value in params.getlist(key) for element in value.split(",")
     ]
     if any(element == "" for element in elements):
         if elements == [""]:
@@ -76,20 +73,6 @@ def download_ids_from_body(data: Any) -> list[int]:
     if not isinstance(values, list):
         raise ValidationFailed("videoIds must be an array of generation IDs")
     return _validated_ids(values)
-
-
-def _page_param(params: QueryDict, name: str, default: int, maximum: int) -> int:
-    raw = params.get(name, str(default)).strip(_BLANKS)
-    if len(raw) > _MAX_DIGITS or not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= maximum:
-        raise ValidationFailed(f"{name} must be an integer between 1 and {maximum}")
-    return int(raw)
-
-
-def page_params_from_query(params: QueryDict) -> tuple[int, int]:
-    """`page` (≥ 1) and `pageSize` (1..100, default 20)."""
-    page = _page_param(params, "page", 1, MAX_ID)
-    page_size = _page_param(params, "pageSize", 20, 100)
-    return page, page_size
 
 
 def iso_datetime(value: datetime) -> str:

@@ -24,12 +24,12 @@ from generations.serializers import (
     download_ids_from_query,
     generation_status_data,
     iso_datetime,
-    page_params_from_query,
 )
 from generations.services import generation_record_missing_checksums
 from generations.storage import iter_video_range
 from rotate.authentication import BearerKeyAuthentication
 from rotate.exceptions import ApiError, ResourceNotFound
+from rotate.pagination import page_from_query
 from rotate.views import ApiView
 
 
@@ -156,18 +156,13 @@ class GenerationListView(ApiView):
     """E5 `GET generations?page=1&pageSize=20`."""
 
     def get(self, request: Request) -> Response:
-        page, page_size = page_params_from_query(request.query_params)
-        generations = generation_list(owner=request.user)
-        total = generations.count()
-        offset = (page - 1) * page_size
-        # Past the end, skip the query: a huge page would overflow the database's OFFSET.
-        rows = generations[offset : offset + page_size] if offset < total else []
+        page = page_from_query(generation_list(owner=request.user), request.query_params)
         now = timezone.now()
         return Response(
             {
-                "page": page,
-                "pageSize": page_size,
-                "total": total,
-                "generations": [generation_status_data(row, now=now) for row in rows],
+                "page": page.number,
+                "pageSize": page.size,
+                "total": page.total,
+                "generations": [generation_status_data(row, now=now) for row in page.rows],
             }
         )
