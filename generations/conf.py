@@ -44,8 +44,13 @@ DEFAULTS = {
     "S3_RETRY_BACKOFF": timedelta(milliseconds=100),
     "S3_PREFETCH": 32,
     "S3_MAX_CONNECTIONS": 128,
-    # Bulk create (E6, contract §9): credits each created generation costs.
+    # Bulk create (E6, contract §9): items per request, and the credits each created
+    # generation costs. Items whose fetch has not started INTAKE_REQUEST_BUDGET after the
+    # request began fail with `image_timeout`, so one request holds a server thread for at
+    # most that plus one fetch (INTAKE_TOTAL_TIMEOUT), whatever its 600 URLs do.
+    "MAX_BULK_GENERATIONS": 600,
     "CREDITS_PER_GENERATION": 5,
+    "INTAKE_REQUEST_BUDGET": timedelta(seconds=90),
     # Image intake (generations.intake): host names whose addresses are not checked (a
     # site's own asset server; exact names, case-insensitive); images fetched at once per
     # request; the limits of one fetch; the largest image decoded.

@@ -1,7 +1,7 @@
 """The expiry sweep: delete expired videos from storage, after the grace period.
 
 Reads never depend on it (every endpoint filters on `expires_at`); this only frees
-storage. Each row is claimed with a conditional UPDATE (portable, also to SQLite) and,
+storage (videos and input images). Each row is claimed with a conditional UPDATE (portable, also to SQLite) and,
 on PostgreSQL, picked with `SKIP LOCKED` so concurrent sweeps take different rows. A row
 is marked `expired` before its file is deleted, and its file field is cleared only after
 the delete succeeded, so there is never an orphaned file nor a `succeeded` row without one.
@@ -19,6 +19,7 @@ from django.utils import timezone
 from generations.conf import generations_settings
 from generations.models import Generation
 from generations.storage import video_storage
+from rotate.idempotency import idempotency_records_purge
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,13 @@ class SweepResult:
 class _Claim:
     pk: int
     video: str
+    image: str
+    end_image: str
     purge_attempts: int
+
+    @property
+    def files(self) -> list[str]:
+        return [name for name in (self.video, self.image, self.end_image) if name]
 
 
 def _claim_batch(*, cutoff: datetime, now: datetime, batch_size: int) -> list[_Claim]:
@@ -45,7 +52,7 @@ def _claim_batch(*, cutoff: datetime, now: datetime, batch_size: int) -> list[_C
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         candidates = [
-            _Claim(*row) for row in due.values_list("pk", "video", "purge_attempts")[:batch_size]
+            _Claim(*row) for row in due.values_list("pk", "video", "image", "end_image", "purge_attempts")[:batch_size]
         ]
         lease_until = now + generations_settings.PURGE_LEASE
         claimed = []
@@ -63,10 +70,10 @@ def _claim_batch(*, cutoff: datetime, now: datetime, batch_size: int) -> list[_C
 
 
 def _purge(claim: _Claim, *, now: datetime) -> bool:
-    """Delete the claimed row's file (idempotent), then clear the row; False on failure."""
+    """Delete the claimed row's files (idempotent), then clear the row; False on failure."""
     try:
-        if claim.video:
-            video_storage.delete(claim.video)
+        for name in claim.files:
+            video_storage.delete(name)
     except Exception:
         attempts = claim.purge_attempts + 1
         backoff = min(
@@ -82,9 +89,9 @@ def _purge(claim: _Claim, *, now: datetime) -> bool:
             purge_attempts=attempts, purge_retry_at=now + backoff
         )
         return False
-    Generation.objects.filter(pk=claim.pk, video=claim.video).update(
-        video="", purge_attempts=0, purge_retry_at=None
-    )
+    Generation.objects.filter(
+        pk=claim.pk, video=claim.video, image=claim.image, end_image=claim.end_image
+    ).update(video="", image="", end_image="", purge_attempts=0, purge_retry_at=None)
     return True
 
 
@@ -96,7 +103,8 @@ def generation_expire_due(
     dry_run: bool = False,
 ) -> SweepResult:
     """Purge every row past `expires_at` + PURGE_GRACE, in batches, within a time budget
-    (checked between batches).
+    (checked between batches): its video and input images. Idempotency records past their
+    24 hours go too.
 
     Idempotent and safe to run from several workers at once; failures stay retryable.
     """
@@ -105,6 +113,7 @@ def generation_expire_due(
     batch_size = batch_size or generations_settings.PURGE_BATCH_SIZE
     if dry_run:
         return SweepResult(due=Generation.objects.purge_due(cutoff=cutoff, now=now).count())
+    idempotency_records_purge(now=now)
     budget = generations_settings.PURGE_TIME_LIMIT if time_limit is None else time_limit
     deadline = time.monotonic() + budget.total_seconds()
     result = SweepResult()

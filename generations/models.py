@@ -16,6 +16,12 @@ def video_upload_to(instance: "Generation", filename: str) -> str:
     return f"generations/{instance.owner_id}/{instance.pk}-{secrets.token_hex(8)}.mp4"
 
 
+def image_upload_to(owner_id: int) -> str:
+    """Where an accepted input image is stored: beside its owner's videos, under a random
+    name, because it is stored before its row exists (the row then names it)."""
+    return f"generations/{owner_id}/inputs/{secrets.token_hex(12)}.png"
+
+
 class GenerationQuerySet(models.QuerySet["Generation"]):
     def live(self, *, now: datetime) -> "GenerationQuerySet":
         """Not yet past `expires_at`: what any endpoint may serve."""
@@ -31,10 +37,10 @@ class GenerationQuerySet(models.QuerySet["Generation"]):
         )
 
     def purge_due(self, *, cutoff: datetime, now: datetime) -> "GenerationQuerySet":
-        """Past `cutoff` and still holding a file or not yet marked, and not leased/backing off."""
+        """Past `cutoff` and still holding a file (video or input image) or not yet marked, and not leased/backing off."""
         return (
             self.filter(expires_at__lte=cutoff)
-            .exclude(status=Generation.Status.EXPIRED, video="")
+            .exclude(status=Generation.Status.EXPIRED, video="", image="", end_image="")
             .filter(Q(purge_retry_at__isnull=True) | Q(purge_retry_at__lte=now))
         )
 
@@ -62,12 +68,24 @@ class Generation(models.Model):
         help_text="The key that created this generation, if recorded.",
     )
     external_id = models.CharField(max_length=255, blank=True, default="")
+    description = models.TextField(max_length=1000, blank=True, default="")
+    # The accepted input images (re-encoded PNG, contract §9): the front, and the optional
+    # last frame or back. Deleted with the video by the expiry sweep.
+    image = models.FileField(storage=get_video_storage, blank=True, max_length=255)
+    end_image = models.FileField(storage=get_video_storage, blank=True, max_length=255)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTING)
     video = models.FileField(
         storage=get_video_storage, upload_to=video_upload_to, blank=True, max_length=255
     )
     video_size = models.BigIntegerField(null=True, blank=True)
     video_crc32 = models.BigIntegerField(null=True, blank=True)
+    # Rendering progress from 0 to 1, shown while `rotating`; the renderer's error when `failed`.
+    progress = models.FloatField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    # Credits charged for it (what a refund gives back), and whether they came back.
+    credits = models.PositiveIntegerField(default=0)
+    refunded = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -96,6 +114,10 @@ class Generation(models.Model):
                 condition=Q(video_crc32__isnull=True)
                 | Q(video_crc32__gte=0, video_crc32__lte=0xFFFFFFFF),
                 name="generation_video_crc32_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__isnull=True) | Q(progress__gte=0, progress__lte=1),
+                name="generation_progress_range",
             ),
         ]
 

@@ -1,6 +1,7 @@
-"""Stored videos that no row names, and their removal (the storage side of "expire").
+"""Stored videos and input images that no row names, and their removal (the storage side
+of "expire").
 
-`generation_attach_video` stores the file before the row is saved; if the caller's
+`generation_attach_video` and bulk create store files before their rows are saved; if the caller's
 transaction then rolls back, the file stays behind, and Django has no on-rollback hook to
 delete it. A file whose delete failed after its row was deleted ends the same way. This
 finds them by listing the videos' folder (`video_upload_to`'s `generations/`, never the
@@ -28,7 +29,12 @@ def orphan_videos_find(*, now: datetime, grace: timedelta) -> list[str]:
     open. The rows are read before the folder is listed: a file stored after that is newer
     than the grace, so it is never taken for an orphan.
     """
-    referenced = set(Generation.objects.exclude(video="").values_list("video", flat=True))
+    referenced = {
+        name
+        for row in Generation.objects.values_list("video", "image", "end_image")
+        for name in row
+        if name
+    }
     cutoff = now - grace
     return [
         name

@@ -5,16 +5,20 @@ accepts `1.0`, `"1.0"` and surrounding blanks: contract §3 rejects all of those
 """
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.http import QueryDict
+
+if TYPE_CHECKING:
+    from generations.creation import BulkCreation
 
 from generations.conf import generations_settings
 from generations.models import Generation
 from generations.selectors import MAX_ID
 from rotate.exceptions import ValidationFailed
 from rotate.pagination import BLANKS, DIGITS, MAX_DIGITS
+from rotate.serializers import iso_datetime
 
 ID_KEYS = ("videoIds", "ids")
 
@@ -75,17 +79,44 @@ def download_ids_from_body(data: Any) -> list[int]:
     return _validated_ids(values)
 
 
-def iso_datetime(value: datetime) -> str:
-    """ISO 8601 in UTC with a `Z`, as every datetime of the API."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def generation_status_data(generation: Generation, *, now: datetime) -> dict[str, Any]:
+    """The status object (contract §10): E4, E5 and E6 items, E9, webhook payloads."""
+    status = generation.status_at(now)
     return {
         "id": generation.pk,
         "external_id": generation.external_id or None,
-        "status": generation.status_at(now),
+        "status": status,
         "created_at": iso_datetime(generation.created_at),
         "updated_at": iso_datetime(generation.updated_at),
         "expires_at": iso_datetime(generation.expires_at),
+        "progress": (generation.progress or 0.0) if status == Generation.Status.ROTATING else None,
+        "error": (
+            {"code": generation.error_code, "message": generation.error_message}
+            if status == Generation.Status.FAILED
+            else None
+        ),
+        "refunded": generation.refunded,
+    }
+
+
+def bulk_creation_data(creation: "BulkCreation", *, now: datetime) -> dict[str, Any]:
+    """E6's answer (contract §9): created generations and failed items, in request order."""
+    return {
+        "success": True,
+        "data": {
+            "generations": [
+                generation_status_data(generation, now=now) for generation in creation.generations
+            ],
+            "failedGenerations": [
+                {
+                    "id": str(item.index),
+                    "externalId": item.external_id or None,
+                    "field": item.field,
+                    "code": item.code,
+                    "error": item.error,
+                }
+                for item in creation.failed
+            ],
+            "credits": {"charged": creation.charged, "balance": creation.balance},
+        },
     }

@@ -5,7 +5,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import HttpResponseBase
+from django.http import HttpResponse, HttpResponseBase
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework import status
@@ -13,6 +13,8 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from generations.bulk_input import generation_requests_from_body
+from generations.creation import generations_bulk_create
 from generations.links import TOKEN_PARAM, SignedLinkAuthentication, download_link_create
 from generations.models import Generation
 from generations.plans import archive_plan_build
@@ -20,6 +22,7 @@ from generations.responses import archive_response, video_response
 from generations.schema import documented
 from generations.selectors import generation_get, generation_list, generation_list_for_download
 from generations.serializers import (
+    bulk_creation_data,
     download_ids_from_body,
     download_ids_from_query,
     generation_status_data,
@@ -29,13 +32,23 @@ from generations.services import generation_record_missing_checksums
 from generations.storage import iter_video_range
 from rotate.authentication import BearerKeyAuthentication
 from rotate.exceptions import ApiError, ResourceNotFound
+from rotate.idempotency import idempotency_key_from_headers, idempotent
 from rotate.pagination import page_from_query
-from rotate.views import ApiView
+from rotate.parsers import DepthLimitedJSONParser
+from rotate.views import MEGABYTE, ApiView
 
 
 def path_id(value: str) -> int:
     """The ID in a path segment; 0 (never found) unless 1 to 19 ASCII digits."""
     return int(value) if value.isascii() and value.isdigit() and len(value) <= 19 else 0
+
+
+class JsonBytesResponse(HttpResponse):
+    """A JSON body rendered once, as DRF renders it: what an idempotent replay stores
+    is exactly what the first client received."""
+
+    def __init__(self, data: Any) -> None:
+        super().__init__(JSONRenderer().render(data), content_type="application/json")
 
 
 class VideoExpired(ApiError):
@@ -153,7 +166,29 @@ class GenerationStatusView(ApiView):
 
 @documented
 class GenerationListView(ApiView):
-    """E5 `GET generations?page=1&pageSize=20`."""
+    """E5 `GET generations?page=1&pageSize=20`, and E6 `POST generations` (bulk create)."""
+
+    # E6 bodies carry data URLs; JSON only (a form cannot express the items).
+    max_body_size = 64 * MEGABYTE
+    parser_classes = [DepthLimitedJSONParser]
+
+    def post(self, request: Request) -> HttpResponseBase:
+        requests = generation_requests_from_body(request.data)
+        key = idempotency_key_from_headers(request.headers)
+        self.check_acceptable()
+        with idempotent(owner=request.user, key=key, data=request.data) as claim:
+            if claim.replay is not None:
+                return claim.replay
+            generations_bulk_create(
+                owner=request.user,
+                api_key=request.auth,
+                requests=requests,
+                before_commit=lambda creation: claim.store(
+                    JsonBytesResponse(bulk_creation_data(creation, now=timezone.now()))
+                ),
+            )
+        assert claim.response is not None
+        return claim.response
 
     def get(self, request: Request) -> Response:
         page = page_from_query(generation_list(owner=request.user), request.query_params)

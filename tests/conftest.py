@@ -69,3 +69,16 @@ def client_for() -> Callable[[str], APIClient]:
 @pytest.fixture
 def api_client(api_key, client_for) -> APIClient:
     return client_for(api_key[1])
+
+
+@pytest.fixture
+def storage_root(settings, tmp_path) -> Path:
+    """A video storage of this test's own, so other tests' files are not in the listing."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "videos": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        },
+    }
+    return tmp_path

@@ -1,6 +1,7 @@
 """`python -m config.demo`: create demo data and print ready-to-paste curl commands.
 
-Creates a fresh key and fresh generations on every run: videos expire after an hour.
+Creates a fresh key and fresh generations on every run (videos expire after an hour), and
+tops the demo user's credits up to DEMO_CREDITS, so the printed bulk create works.
 """
 
 import os
@@ -13,16 +14,23 @@ django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 
+from generations.conf import generations_settings  # noqa: E402
 from generations.models import Generation  # noqa: E402
 from generations.services import generation_attach_video, generation_create  # noqa: E402
-from rotate.services import api_key_create  # noqa: E402
+from rotate.selectors import credit_balance  # noqa: E402
+from rotate.services import api_key_create, credit_grant  # noqa: E402
 
 VIDEOS = Path(__file__).resolve().parent
+# The bulk create body: the product photos beside this file, as data URLs.
+CREATE_BODY = VIDEOS / "generations.json"
+DEMO_CREDITS = 1000
 
 
 def main() -> None:
     owner, _ = get_user_model().objects.get_or_create(username="demo")
     api_key, raw_key = api_key_create(owner=owner, name="make run demo")
+    if (balance := credit_balance(owner=owner)) < DEMO_CREDITS:
+        credit_grant(owner=owner, amount=DEMO_CREDITS - balance, note="make run demo top-up")
     ids = []
     for external_id, color in [("mug-2", "red"), ("mug-2", "blue"), ("chair", "green")]:
         generation = generation_create(owner=owner, external_id=external_id, api_key=api_key)
@@ -43,7 +51,16 @@ def main() -> None:
         f"-d '{{\"videoIds\": [{', '.join(map(str, ids))}]}}' "
         f"{base}/generations/download -o generations.zip\n\n"
         "Status of one generation:\n"
-        f"  curl -sS {auth} {base}/generations/{ids[0]}/status\n"
+        f"  curl -sS {auth} {base}/generations/{ids[0]}/status\n\n"
+        f"Create generations from the product photos in {VIDEOS.name}/ "
+        f"(the demo user has {DEMO_CREDITS} credits, "
+        f"{generations_settings.CREDITS_PER_GENERATION} per generation):\n"
+        f"  curl -sS {auth} -H 'Content-Type: application/json' "
+        f'-H "Idempotency-Key: demo-$(date +%s)" -d @{CREATE_BODY} {base}/generations\n\n'
+        "Then poll them (newest first), see your credits, and download them once succeeded:\n"
+        f"  curl -sS {auth} '{base}/generations?page=1&pageSize=3'\n"
+        f"  curl -sS {auth} {base}/credits\n"
+        f"  curl -sS -D - {auth} '{base}/generations/download?ids=<id>,<id>' -o created.zip\n"
     )
 
 

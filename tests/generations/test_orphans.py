@@ -24,19 +24,6 @@ class CallerFailed(Exception):
     """What made the caller's transaction roll back; carries the stored name."""
 
 
-@pytest.fixture
-def storage_root(settings, tmp_path) -> Path:
-    """A video storage of this test's own, so other tests' files are not in the listing."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "videos": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path)},
-        },
-    }
-    return tmp_path
-
-
 def stored(root: Path, name: str, *, age: timedelta) -> str:
     path = root / name
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,196 @@
+"""Bulk create (E6, contract §9): accept each item's images a few at a time, then create
+the generations and charge for them in one transaction.
+
+Images are fetched outside any transaction (a slow server must not hold a database
+transaction open) and stored at once, so only INTAKE_CONCURRENCY of them are in memory
+or on local disk at a time. Whatever is stored for a request that then creates nothing
+(402, an error) is deleted again.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.files import File
+from django.db import transaction
+from django.utils import timezone
+
+from generations.bulk_input import GenerationRequest
+from generations.conf import generations_settings
+from generations.intake import ImageRejected, image_accept
+from generations.models import Generation, image_upload_to
+from generations.storage import video_storage
+from rotate.models import ApiKey
+from rotate.selectors import credit_balance
+from rotate.services import credit_charge
+
+logger = logging.getLogger(__name__)
+
+# How each image field is named in an item's error message.
+IMAGE_FIELDS = {"imageUrl": "start image", "endImageUrl": "end image"}
+
+
+@dataclass(frozen=True)
+class FailedItem:
+    """An item whose image could not be used: `field` names it, `code` is stable."""
+
+    index: int
+    external_id: str
+    field: str
+    code: str
+    error: str
+
+
+@dataclass(frozen=True)
+class _AcceptedItem:
+    request: GenerationRequest
+    image: str
+    end_image: str
+
+
+@dataclass(frozen=True)
+class BulkCreation:
+    """Every item of the request in exactly one of `generations` and `failed`."""
+
+    generations: list[Generation]
+    failed: list[FailedItem]
+    charged: int
+    balance: int
+
+
+def _delete_stored(names: Sequence[str]) -> None:
+    for name in names:
+        if name:
+            video_storage.delete(name)
+
+
+def _accept_item(
+    request: GenerationRequest, *, owner_id: int, deadline: float
+) -> _AcceptedItem | FailedItem:
+    """Accept and store the item's images, the start image first; the first failure wins
+    and leaves nothing stored."""
+    if time.monotonic() >= deadline:
+        return FailedItem(
+            request.index,
+            request.external_id,
+            "imageUrl",
+            "image_timeout",
+            "Failed to process start image: not fetched within the request's time budget",
+        )
+    stored: list[str] = []
+    try:
+        for field, url in (("imageUrl", request.image_url), ("endImageUrl", request.end_image_url)):
+            if url is None:
+                stored.append("")
+                continue
+            try:
+                accepted = image_accept(url)
+            except ImageRejected as rejected:
+                _delete_stored(stored)
+                return FailedItem(
+                    request.index,
+                    request.external_id,
+                    field,
+                    rejected.code,
+                    f"Failed to process {IMAGE_FIELDS[field]}: {rejected.reason}",
+                )
+            with accepted.file:
+                name = video_storage.save(
+                    image_upload_to(owner_id), File(accepted.file), max_length=255
+                )
+            stored.append(name)
+    except BaseException:
+        _delete_stored(stored)
+        raise
+    return _AcceptedItem(request, *stored)
+
+
+def _accept_all(
+    requests: Sequence[GenerationRequest], *, owner_id: int
+) -> list[_AcceptedItem | FailedItem]:
+    """Each item's outcome in request order, INTAKE_CONCURRENCY fetches at a time. If any
+    item raises, every image stored for the request is deleted and the error propagates."""
+    deadline = time.monotonic() + generations_settings.INTAKE_REQUEST_BUDGET.total_seconds()
+    workers = max(1, min(generations_settings.INTAKE_CONCURRENCY, len(requests)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="intake") as pool:
+        futures = [
+            pool.submit(_accept_item, request, owner_id=owner_id, deadline=deadline)
+            for request in requests
+        ]
+    outcomes: list[_AcceptedItem | FailedItem] = []
+    error: BaseException | None = None
+    for future in futures:
+        try:
+            outcomes.append(future.result())
+        except BaseException as exc:  # the first error is raised once the rest is cleaned up
+            error = error or exc
+    if error is not None:
+        _delete_stored(_stored_names(outcomes))
+        raise error
+    return outcomes
+
+
+def _stored_names(outcomes: Sequence[_AcceptedItem | FailedItem]) -> list[str]:
+    return [
+        name
+        for outcome in outcomes
+        if isinstance(outcome, _AcceptedItem)
+        for name in (outcome.image, outcome.end_image)
+    ]
+
+
+def generations_bulk_create(
+    *,
+    owner: AbstractBaseUser,
+    api_key: ApiKey | None,
+    requests: Sequence[GenerationRequest],
+    before_commit: Callable[[BulkCreation], None] | None = None,
+) -> BulkCreation:
+    """Create a generation for every item whose images were accepted, and charge for all of
+    them at once; raises `InsufficientCredits` (nothing created) if the balance falls short.
+
+    `before_commit` runs inside the transaction that creates and charges, so what it writes
+    (an idempotency record's response) commits with them or not at all.
+    """
+    outcomes = _accept_all(requests, owner_id=owner.pk)
+    accepted = [outcome for outcome in outcomes if isinstance(outcome, _AcceptedItem)]
+    failed = [outcome for outcome in outcomes if isinstance(outcome, FailedItem)]
+    price = generations_settings.CREDITS_PER_GENERATION
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            generations = Generation.objects.bulk_create(
+                [
+                    Generation(
+                        owner=owner,
+                        api_key=api_key,
+                        external_id=item.request.external_id,
+                        description=item.request.description,
+                        image=item.image,
+                        end_image=item.end_image,
+                        credits=price,
+                        created_at=now,
+                        expires_at=now + generations_settings.RETENTION,
+                    )
+                    for item in accepted
+                ]
+            )
+            charged = price * len(generations)
+            if charged:
+                balance = credit_charge(
+                    owner=owner,
+                    amount=charged,
+                    generation_ids=[generation.pk for generation in generations],
+                )
+            else:
+                balance = credit_balance(owner=owner)
+            creation = BulkCreation(generations, failed, charged, balance)
+            if before_commit is not None:
+                before_commit(creation)
+    except BaseException:
+        _delete_stored(_stored_names(accepted))
+        raise
+    return creation
