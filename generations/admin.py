@@ -11,12 +11,13 @@ from datetime import datetime
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseBase
+from django.http import FileResponse, Http404, HttpRequest, HttpResponseBase
 from django.template.defaultfilters import filesizeformat
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timeuntil
 
 from generations.expiry import generation_expire
@@ -24,8 +25,12 @@ from generations.models import Generation
 from generations.plans import archive_plan_build
 from generations.responses import archive_response, database_connection_release
 from generations.selectors import generation_list_for_download
+from generations.storage import video_storage
 
 logger = logging.getLogger(__name__)
+
+# The input image fields and how the admin labels them.
+INPUT_IMAGE_FIELDS = {"image": "front (imageUrl)", "end_image": "end or back (endImageUrl)"}
 
 STATUS_COLOURS = {
     Generation.Status.STARTING: "#6c757d",
@@ -75,7 +80,13 @@ class GenerationAdmin(admin.ModelAdmin):
         "owner_link",
         "api_key_prefix",
         "external_id",
+        "description",
+        "input_images",
         "coloured_status",
+        "progress",
+        "error_display",
+        "credits",
+        "refunded",
         "created_at",
         "updated_at",
         "completed_at",
@@ -91,6 +102,47 @@ class GenerationAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Generation]:
         return super().get_queryset(request).select_related("owner", "api_key")
+
+    def get_urls(self) -> list[URLPattern]:
+        image = path(
+            "<int:object_id>/image/<str:field>/",
+            self.admin_site.admin_view(self.input_image_view),
+            name="generations_generation_image",
+        )
+        return [image, *super().get_urls()]
+
+    def input_image_view(self, request: HttpRequest, object_id: int, field: str) -> FileResponse:
+        """An input image, for staff who may view the generation (the storage is private)."""
+        generation = self.get_object(request, str(object_id))
+        if generation is None or field not in INPUT_IMAGE_FIELDS:
+            raise Http404("no such image")
+        if not self.has_view_permission(request, generation):
+            raise PermissionDenied
+        name = getattr(generation, field).name
+        if not name:
+            raise Http404("no such image")
+        response = FileResponse(video_storage.open(name), content_type="image/png")
+        response["Cache-Control"] = "private, max-age=300"
+        return response
+
+    @admin.display(description="input images")
+    def input_images(self, obj: Generation) -> str:
+        """Thumbnails of the stored input images (front, then end/back), each a link to it."""
+        links = [
+            format_html(
+                '<a href="{0}" title="{1}"><img src="{0}" alt="{1}" style="max-width: 160px; '
+                'max-height: 160px; margin-right: 8px; border: 1px solid #ccc"></a>',
+                reverse("admin:generations_generation_image", args=[obj.pk, field]),
+                label,
+            )
+            for field, label in INPUT_IMAGE_FIELDS.items()
+            if getattr(obj, field)
+        ]
+        return format_html_join("", "{}", ((link,) for link in links)) if links else "—"
+
+    @admin.display(description="error")
+    def error_display(self, obj: Generation) -> str:
+        return f"{obj.error_code}: {obj.error_message}" if obj.error_code else "—"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # generations are created through the API, never by hand

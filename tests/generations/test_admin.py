@@ -349,3 +349,54 @@ def test_generation_admin_download_failing_in_storage_records_nothing(
     # then it fails before any byte, and no history entry claims a download
     assert response.status_code == 500
     assert not LogEntry.objects.exists()
+
+
+def test_generation_shows_input_image_thumbnails_progress_error_and_credits(
+    viewer_client, storage_root
+):
+    from django.core.files.base import ContentFile
+
+    from generations.storage import video_storage
+    from tests.generations.test_bulk_create import image_bytes
+
+    name = video_storage.save("generations/1/inputs/front.png", ContentFile(image_bytes()))
+    generation = GenerationFactory(
+        image=name,
+        credits=5,
+        status=Generation.Status.FAILED,
+        error_code="render_failed",
+        error_message="no product found",
+        refunded=True,
+    )
+    response = viewer_client.get(change_url(generation))
+    content = response.content.decode()
+    image_url = f"/admin/generations/generation/{generation.pk}/image/image/"
+    assert f'<img src="{image_url}"' in content
+    assert "/image/end_image/" not in content  # no end image was given
+    assert "render_failed: no product found" in content
+    image = viewer_client.get(image_url)
+    assert image.status_code == 200
+    assert image["Content-Type"] == "image/png"
+    assert b"".join(image.streaming_content) == image_bytes()
+    assert (
+        viewer_client.get(image_url.replace("/image/image/", "/image/end_image/")).status_code
+        == 404
+    )
+    assert viewer_client.get(image_url.replace("/image/image/", "/image/video/")).status_code == 404
+
+
+def test_input_image_needs_the_view_permission(db, storage_root):
+    from django.core.files.base import ContentFile
+
+    from generations.storage import video_storage
+
+    name = video_storage.save("generations/1/inputs/front.png", ContentFile(b"png"))
+    generation = GenerationFactory(image=name)
+    staff = UserFactory(username="nobody", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    response = client.get(f"/admin/generations/generation/{generation.pk}/image/image/")
+    assert response.status_code in (403, 404)
+    assert b"png" not in response.content
+    anonymous = Client().get(f"/admin/generations/generation/{generation.pk}/image/image/")
+    assert anonymous.status_code == 302  # to the login page
