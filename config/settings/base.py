@@ -202,6 +202,9 @@ GENERATIONS = {
     "READ_CHUNK_SIZE": int(os.environ.get("READ_CHUNK_SIZE", str(1024 * 1024))),
     # Downloads one API key may stream at once (each holds a server thread); past it, 429.
     "MAX_CONCURRENT_DOWNLOADS": int(os.environ.get("MAX_CONCURRENT_DOWNLOADS", "8")),
+    # Host names (comma-separated) whose image URLs skip the address check of bulk create
+    # (a site's own asset server on a private network); everything else must be public.
+    "INTAKE_ALLOWED_HOSTS": env_list("INTAKE_ALLOWED_HOSTS", ""),
 }
 
 # ------------------------------------------------------------------------------
@@ -230,7 +233,13 @@ AXES_CLIENT_IP_CALLABLE = "rotate.client_address.client_address"
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", "")
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_METHODS = ("GET", "HEAD", "OPTIONS", "POST")
-CORS_ALLOW_HEADERS = (*default_cors_headers, "range", "if-range", "x-request-id")
+CORS_ALLOW_HEADERS = (
+    *default_cors_headers,
+    "range",
+    "if-range",
+    "x-request-id",
+    "idempotency-key",
+)
 # The middleware's list replaces the one our download responses set, and also covers the
 # error responses (a 404 still carries the skipped headers): keep it a superset of
 # generations.responses.EXPOSED_HEADERS (tests/config/test_cors.py checks it).
@@ -240,6 +249,7 @@ CORS_EXPOSE_HEADERS = [
     "Content-Length",
     "Content-Range",
     "ETag",
+    "Idempotency-Replayed",
     "Retry-After",
     "WWW-Authenticate",
     "X-Request-ID",

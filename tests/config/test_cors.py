@@ -25,6 +25,7 @@ READABLE = {
     "content-length",
     "content-range",
     "etag",
+    "idempotency-replayed",
 }
 
 
@@ -148,3 +149,16 @@ def test_cors_does_not_apply_outside_the_api(db):
     response = APIClient().get("/admin/login/", headers={"Origin": ORIGIN})
 
     assert "Access-Control-Allow-Origin" not in response
+
+
+def test_cors_preflight_allows_the_idempotency_key_of_bulk_create(db):
+    response = APIClient().options(
+        "/api/v1/generations",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+        },
+    )
+    assert response.status_code == 200
+    assert "idempotency-key" in header_set(response["Access-Control-Allow-Headers"])

@@ -143,3 +143,25 @@ def test_nginx_limits_the_requests_one_client_has_in_flight(stack):
 
     # once they end, the same request goes through
     assert stack.request("GET", "/api/v1/generations", headers=stack.bearer())[0] == 200
+
+
+def test_nginx_lets_bulk_create_bodies_past_1_mb_and_refuses_64_mb_in_the_envelope(stack):
+    headers = {**stack.bearer(), "Content-Type": "application/json"}
+    padded = json.dumps({"generations": [{"imageUrl": "ftp://x"}], "pad": "x" * 2_000_000})
+    status, _, body = stack.request("POST", "/api/v1/generations", padded.encode(), headers)
+    assert status == 200, body
+    assert json.loads(body)["data"]["failedGenerations"][0]["code"] == "image_bad_url"
+    # other endpoints keep their 1 MB
+    status, _, body = stack.request(
+        "POST", "/api/v1/generations/download", padded.encode(), headers
+    )
+    assert status == 413
+    too_big = b" " * (64 * 1024 * 1024 + 1)
+    status, response_headers, body = stack.request("POST", "/api/v1/generations", too_big, headers)
+    assert status == 413
+    error = json.loads(body)["error"]
+    assert (error["code"], error["meta"]["friendlyMessage"]) == (
+        4011,
+        "The request body is over the 64 MB limit",
+    )
+    assert "X-Request-ID" in response_headers
