@@ -9,6 +9,7 @@ from config import health
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("generations.urls")),
+    path("api/v1/", include("rotate.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", health.healthz, name="healthz"),

@@ -1,15 +1,16 @@
 """The expiry sweep: delete expired videos from storage, after the grace period.
 
 Reads never depend on it (every endpoint filters on `expires_at`); this only frees
-storage (videos and input images). Each row is claimed with a conditional UPDATE (portable, also to SQLite) and,
-on PostgreSQL, picked with `SKIP LOCKED` so concurrent sweeps take different rows. A row
-is marked `expired` before its file is deleted, and its file field is cleared only after
-the delete succeeded, so there is never an orphaned file nor a `succeeded` row without one.
+storage (videos and input images). Each row is claimed with a conditional UPDATE
+(portable, also to SQLite) and, on PostgreSQL, picked with `SKIP LOCKED` so concurrent
+sweeps take different rows. A row is marked `expired` before its files are deleted, and
+its file fields are cleared only after the deletes succeeded, so there is never an
+orphaned file nor a `succeeded` row without one.
 """
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
@@ -51,9 +52,8 @@ def _claim_batch(*, cutoff: datetime, now: datetime, batch_size: int) -> list[_C
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
-        candidates = [
-            _Claim(*row) for row in due.values_list("pk", "video", "image", "end_image", "purge_attempts")[:batch_size]
-        ]
+        rows = due.values_list(*(field.name for field in fields(_Claim)))[:batch_size]
+        candidates = [_Claim(*row) for row in rows]
         lease_until = now + generations_settings.PURGE_LEASE
         claimed = []
         for candidate in candidates:

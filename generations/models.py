@@ -37,7 +37,8 @@ class GenerationQuerySet(models.QuerySet["Generation"]):
         )
 
     def purge_due(self, *, cutoff: datetime, now: datetime) -> "GenerationQuerySet":
-        """Past `cutoff` and still holding a file (video or input image) or not yet marked, and not leased/backing off."""
+        """Past `cutoff`, still holding a file (video or input image) or not yet marked, and
+        not leased or backing off."""
         return (
             self.filter(expires_at__lte=cutoff)
             .exclude(status=Generation.Status.EXPIRED, video="", image="", end_image="")

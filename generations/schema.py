@@ -3,34 +3,52 @@
 The views carry `@documented`; with drf-spectacular installed it attaches the declarations
 below, otherwise it does nothing, so a host site needs drf-spectacular only to serve a
 schema. The views use our own `AutoSchema` whatever the host's `DEFAULT_SCHEMA_CLASS`.
+The error envelope, the bearer scheme and the response helpers are the platform's
+(rotate.schema).
 """
 
 import copy
 from collections.abc import Callable, Set
-from typing import Any, TypeVar
+from typing import Any
 
 from rest_framework import serializers
 
 from generations.conf import generations_settings
 from generations.models import Generation
 from generations.selectors import MAX_ID
+from rotate.schema import (
+    SPECTACULAR,
+    Declarations,
+    ErrorEnvelopeSerializer,
+    ErrorMetaSerializer,
+    ErrorSerializer,
+    View,
+    document_view,
+    on,
+)
 
-try:
+if SPECTACULAR:
     from drf_spectacular.extensions import OpenApiAuthenticationExtension
     from drf_spectacular.openapi import AutoSchema
     from drf_spectacular.types import OpenApiTypes
-    from drf_spectacular.utils import (
-        OpenApiExample,
-        OpenApiParameter,
-        OpenApiResponse,
-        extend_schema,
-    )
-except ImportError:  # the API works without it: only the schema needs it
-    SPECTACULAR = False
-else:
-    SPECTACULAR = True
+    from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
-View = TypeVar("View", bound=type)
+    from rotate.schema import (
+        RETRY_AFTER,
+        UNAUTHORIZED_EXAMPLE,
+        WWW_AUTHENTICATE,
+        error_response,
+        header,
+        page_parameters,
+    )
+
+__all__ = [  # the envelope's serializers stay importable from here
+    "ErrorEnvelopeSerializer",
+    "ErrorMetaSerializer",
+    "ErrorSerializer",
+    "add_head_operations",
+    "documented",
+]
 
 TAGS = ["generations"]
 # Operations whose HEAD twin (same headers, no body) `add_head_operations` documents.
@@ -40,34 +58,6 @@ HEAD_OPERATIONS = frozenset({"downloadGenerationsByQuery", "getGenerationVideo"}
 # ------------------------------------------------------------------------------
 # Shapes (documentation only: the views build these bodies themselves)
 # ------------------------------------------------------------------------------
-class ErrorMetaSerializer(serializers.Serializer):
-    friendlyMessage = serializers.CharField(help_text="What exactly was wrong, for people.")
-    type = serializers.CharField(help_text="Always `error`.")
-    title = serializers.CharField(help_text="e.g. `Validation Error`, `Unauthorized`.")
-    resource = serializers.CharField(
-        required=False,
-        help_text="404 only: `downloadable generations`, `generation`, `video` or `resource`.",
-    )
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.IntegerField(
-        help_text="4001 validation, 4002 authentication, 4004 forbidden, 4005 rate limited, "
-        "4006 not found, 4007 video expired, 4008 method not allowed, 4009 not acceptable, "
-        "4010 range not satisfiable, 4011 request too large, 4014 precondition failed, "
-        "5000 internal error."
-    )
-    message = serializers.CharField()
-    meta = ErrorMetaSerializer()
-
-
-class ErrorEnvelopeSerializer(serializers.Serializer):
-    """Every error of the API, whatever `Accept` asked for."""
-
-    success = serializers.BooleanField(help_text="Always `false`.")
-    error = ErrorSerializer()
-
-
 class GenerationStatusSerializer(serializers.Serializer):
     id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     external_id = serializers.CharField(allow_null=True)
@@ -130,31 +120,6 @@ def download_request_schema() -> dict[str, Any]:
 
 if SPECTACULAR:
 
-    class GenerationsAutoSchema(AutoSchema):
-        """drf-spectacular's schema, with request bodies marked required (every one of ours is)."""
-
-        def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-            operation = super().get_operation(*args, **kwargs)
-            if operation and "requestBody" in operation:
-                operation["requestBody"]["required"] = True
-            return operation
-
-        def _get_format_parameters(self) -> list[dict[str, Any]]:
-            # DRF's `?format=` override exists only because the binary renderers need a
-            # format; it is no part of the API (rotate.negotiation ignores it).
-            return []
-
-    class BearerKeyScheme(OpenApiAuthenticationExtension):
-        target_class = "rotate.authentication.BearerKeyAuthentication"
-        name = "bearerAuth"
-
-        def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
-            return {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "An API key, `rp_<prefix>_<secret>`; never in the query string.",
-            }
-
     class SignedLinkScheme(OpenApiAuthenticationExtension):
         target_class = "generations.links.SignedLinkAuthentication"
         name = "signedLink"
@@ -173,29 +138,18 @@ if SPECTACULAR:
     # --------------------------------------------------------------------------
     # Headers and responses
     # --------------------------------------------------------------------------
-    def _header(name: str, schema: Any, description: str, codes: set[int], **extra: Any) -> Any:
-        """A response header of the responses with these status codes."""
-        return OpenApiParameter(
-            name,
-            schema,
-            OpenApiParameter.HEADER,
-            description=description,
-            response=sorted(codes),
-            **extra,
-        )
-
     _SKIPPED_ID_LIST = {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"}
 
     def _skipped_headers(codes: set[int]) -> list[Any]:
         return [
-            _header(
+            header(
                 "X-Skipped-Not-Ready",
                 _SKIPPED_ID_LIST,
                 "Your IDs still `starting`/`rotating`, comma-separated, in request order; "
                 "omitted when none.",
                 codes,
             ),
-            _header(
+            header(
                 "X-Skipped-Not-Found",
                 _SKIPPED_ID_LIST,
                 "Every other ID not in the archive (absent, another owner's, failed, canceled, "
@@ -213,26 +167,26 @@ if SPECTACULAR:
     ) -> list[Any]:
         """Headers of a resumable byte response: 200 (full), 206 (partial), 304 and 416."""
         headers = [
-            _header(
+            header(
                 "Content-Length",
                 OpenApiTypes.INT,
                 "Exact size of the body, known before the first byte (absent only for an "
                 "archive holding a video whose size was never recorded).",
                 full | partial,
             ),
-            _header(
+            header(
                 "ETag",
                 OpenApiTypes.STR,
                 "Strong validator of the bytes, for `If-Range`, `If-None-Match` and `If-Match`.",
                 full | partial | not_modified,
             ),
-            _header(
+            header(
                 "Accept-Ranges",
                 {"type": "string", "enum": ["bytes"]},
                 "Single byte ranges are honoured.",
                 full | partial,
             ),
-            _header(
+            header(
                 "Content-Range",
                 {"type": "string", "pattern": "^bytes ([0-9]+-[0-9]+|\\*)/[0-9]+$"},
                 "206: `bytes first-last/size`; 416: `bytes */size`.",
@@ -244,14 +198,7 @@ if SPECTACULAR:
         return [header for header in headers if header.response]
 
     def _content_disposition(codes: set[int], example: str) -> Any:
-        return _header("Content-Disposition", OpenApiTypes.STR, example, codes, required=True)
-
-    _WWW_AUTHENTICATE = _header(
-        "WWW-Authenticate", OpenApiTypes.STR, "`Bearer`.", {401}, required=True
-    )
-    _RETRY_AFTER = _header(
-        "Retry-After", OpenApiTypes.INT, "Seconds to wait before retrying.", {429}, required=True
-    )
+        return header("Content-Disposition", OpenApiTypes.STR, example, codes, required=True)
 
     # RFC 9110 §13.1.1: `If-Match = "*" / #entity-tag` (as the header is sent: ASCII).
     _ENTITY_TAG = r'(W/)?"[\x21\x23-\x7e]*"'
@@ -307,30 +254,9 @@ if SPECTACULAR:
             ),
         ]
 
-    def _error(description: str, *examples: tuple[str, int, str, str, str]) -> Any:
-        return OpenApiResponse(
-            ErrorEnvelopeSerializer,
-            description=description,
-            examples=[
-                OpenApiExample(
-                    name,
-                    value={
-                        "success": False,
-                        "error": {
-                            "code": code,
-                            "message": message,
-                            "meta": {"friendlyMessage": friendly, "type": "error", "title": title},
-                        },
-                    },
-                    response_only=True,
-                )
-                for name, code, message, title, friendly in examples
-            ],
-        )
-
     _JSON = "application/json"
     _ERRORS: dict[int, Any] = {
-        400: _error(
+        400: error_response(
             "Malformed body, parameter or ID (code 4001).",
             (
                 "too many IDs",
@@ -340,21 +266,15 @@ if SPECTACULAR:
                 "Maximum 100 videoIds are allowed",
             ),
         ),
-        401: _error(
+        401: error_response(
             "Missing, malformed, unknown, revoked or expired key, or an invalid link token "
             "(code 4002); the bodies are identical.",
-            (
-                "unauthorised",
-                4002,
-                "Authentication failed",
-                "Unauthorized",
-                "Provide a valid API key as 'Authorization: Bearer <key>'.",
-            ),
+            UNAUTHORIZED_EXAMPLE,
         ),
-        404: _error("Not found (code 4006); `meta.resource` says what."),
-        406: _error("`Accept` names nothing this operation can produce (code 4009)."),
-        410: _error("Your generation's video has expired (code 4007)."),
-        412: _error(
+        404: error_response("Not found (code 4006); `meta.resource` says what."),
+        406: error_response("`Accept` names nothing this operation can produce (code 4009)."),
+        410: error_response("Your generation's video has expired (code 4007)."),
+        412: error_response(
             "`If-Match` names no current `ETag` (on POST, also: `If-None-Match` names it); "
             "code 4014.",
             (
@@ -365,7 +285,7 @@ if SPECTACULAR:
                 "If-Match names no current ETag of this resource",
             ),
         ),
-        413: _error(
+        413: error_response(
             "The body is over this operation's limit, 1 MB, declared or (chunked) as sent "
             "(code 4011).",
             (
@@ -376,12 +296,14 @@ if SPECTACULAR:
                 "The request body must not exceed 1048576 bytes",
             ),
         ),
-        416: _error("The range starts past the end (code 4010); `Content-Range: bytes */size`."),
-        429: _error("Too many requests for this key (code 4005)."),
+        416: error_response(
+            "The range starts past the end (code 4010); `Content-Range: bytes */size`."
+        ),
+        429: error_response("Too many requests for this key (code 4005)."),
     }
     # E1/E2/E3 stream bytes: a key also has a cap on the downloads it runs at once.
     _DOWNLOAD_ERRORS: dict[int, Any] = {
-        429: _error(
+        429: error_response(
             "Too many requests for this key, or already as many downloads of this key running "
             "as it may have at once (default 8); code 4005. `Retry-After` says when to retry.",
             (
@@ -414,9 +336,9 @@ if SPECTACULAR:
     )
     _ARCHIVE_DISPOSITION = 'attachment; filename="generations-20250101T120000Z.zip"'
 
-    def _download_declarations() -> list[tuple[str, dict[str, Any]]]:
+    def _download_declarations() -> Declarations:
         archive = OpenApiResponse(OpenApiTypes.BINARY, description="The archive.")
-        post = _on(
+        post = on(
             "post",
             operation_id="downloadGenerations",
             summary="E1: download videos as one zip",
@@ -429,8 +351,8 @@ if SPECTACULAR:
                 _content_disposition({200}, _ARCHIVE_DISPOSITION),
                 *_skipped_headers({200, 404}),
                 *_byte_headers(full={200}, partial=set(), unsatisfiable=set()),
-                _WWW_AUTHENTICATE,
-                _RETRY_AFTER,
+                WWW_AUTHENTICATE,
+                RETRY_AFTER,
             ],
             responses={
                 (200, "application/zip"): archive,
@@ -440,7 +362,7 @@ if SPECTACULAR:
                 OpenApiExample("videoIds", value={"videoIds": [4983, 4982]}, request_only=True)
             ],
         )
-        get = _on(
+        get = on(
             "get",
             operation_id="downloadGenerationsByQuery",
             summary="E2: the same zip from a link; resumable",
@@ -468,8 +390,8 @@ if SPECTACULAR:
                 _content_disposition({200, 206}, _ARCHIVE_DISPOSITION),
                 *_skipped_headers({200, 206, 304, 404}),
                 *_byte_headers(full={200}, partial={206}, unsatisfiable={416}, not_modified={304}),
-                _WWW_AUTHENTICATE,
-                _RETRY_AFTER,
+                WWW_AUTHENTICATE,
+                RETRY_AFTER,
             ],
             responses={
                 (200, "application/zip"): archive,
@@ -490,9 +412,9 @@ if SPECTACULAR:
             description="The generation's ID.",
         )
 
-    def _video_declarations() -> list[tuple[str, dict[str, Any]]]:
+    def _video_declarations() -> Declarations:
         return [
-            _on(
+            on(
                 "get",
                 operation_id="getGenerationVideo",
                 summary="E3: one video, resumable",
@@ -510,8 +432,8 @@ if SPECTACULAR:
                     *_byte_headers(
                         full={200}, partial={206}, unsatisfiable={416}, not_modified={304}
                     ),
-                    _WWW_AUTHENTICATE,
-                    _RETRY_AFTER,
+                    WWW_AUTHENTICATE,
+                    RETRY_AFTER,
                 ],
                 responses={
                     (200, "video/mp4"): OpenApiResponse(
@@ -526,14 +448,14 @@ if SPECTACULAR:
             )
         ]
 
-    def _status_declarations() -> list[tuple[str, dict[str, Any]]]:
+    def _status_declarations() -> Declarations:
         return [
-            _on(
+            on(
                 "get",
                 operation_id="getGenerationStatus",
                 summary="E4: one generation's status",
                 tags=TAGS,
-                parameters=[_generation_id_parameter(), _WWW_AUTHENTICATE, _RETRY_AFTER],
+                parameters=[_generation_id_parameter(), WWW_AUTHENTICATE, RETRY_AFTER],
                 responses={
                     (200, _JSON): GenerationStatusSerializer,
                     **_errors(401, 404, 406, 429),
@@ -541,22 +463,17 @@ if SPECTACULAR:
             )
         ]
 
-    def _list_declarations() -> list[tuple[str, dict[str, Any]]]:
+    def _list_declarations() -> Declarations:
         return [
-            _on(
+            on(
                 "get",
                 operation_id="listGenerations",
                 summary="E5: your generations, newest first",
                 tags=TAGS,
                 parameters=[
-                    OpenApiParameter(
-                        "page", {"type": "integer", "minimum": 1, "maximum": MAX_ID, "default": 1}
-                    ),
-                    OpenApiParameter(
-                        "pageSize", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
-                    ),
-                    _WWW_AUTHENTICATE,
-                    _RETRY_AFTER,
+                    *page_parameters(),
+                    WWW_AUTHENTICATE,
+                    RETRY_AFTER,
                 ],
                 responses={
                     (200, _JSON): GenerationPageSerializer,
@@ -565,9 +482,9 @@ if SPECTACULAR:
             )
         ]
 
-    def _link_declarations() -> list[tuple[str, dict[str, Any]]]:
+    def _link_declarations() -> Declarations:
         return [
-            _on(
+            on(
                 "post",
                 operation_id="createDownloadLink",
                 summary="E7: a short-lived signed link to E2",
@@ -579,7 +496,7 @@ if SPECTACULAR:
                 ),
                 tags=TAGS,
                 request={_JSON: download_request_schema()},
-                parameters=[_WWW_AUTHENTICATE, _RETRY_AFTER],
+                parameters=[WWW_AUTHENTICATE, RETRY_AFTER],
                 responses={
                     (200, _JSON): DownloadLinkSerializer,
                     **_errors(400, 401, 406, 413, 429),
@@ -587,7 +504,7 @@ if SPECTACULAR:
             )
         ]
 
-    _DECLARATIONS: dict[str, Callable[[], list[tuple[str, dict[str, Any]]]]] = {
+    _DECLARATIONS: dict[str, Callable[[], Declarations]] = {
         "GenerationDownloadView": _download_declarations,
         "GenerationDownloadLinkView": _link_declarations,
         "GenerationVideoView": _video_declarations,
@@ -596,22 +513,11 @@ if SPECTACULAR:
     }
 
 
-def _on(method: str, **declaration: Any) -> tuple[str, dict[str, Any]]:
-    """The `extend_schema` arguments of one method of a view."""
-    return method, declaration
-
-
 def documented(view: View) -> View:
     """Attach the view's OpenAPI declarations when drf-spectacular is installed."""
     if not SPECTACULAR:
         return view
-    view.schema = GenerationsAutoSchema()  # type: ignore[attr-defined]
-    for method_name, declaration in _DECLARATIONS[view.__name__]():
-        handler = getattr(view, method_name)
-        # Our AutoSchema as the base, whatever the host's DEFAULT_SCHEMA_CLASS says.
-        handler.kwargs = {**getattr(handler, "kwargs", {}), "schema": GenerationsAutoSchema}
-        extend_schema(**declaration)(handler)
-    return view
+    return document_view(view, _DECLARATIONS[view.__name__])
 
 
 def add_head_operations(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

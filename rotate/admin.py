@@ -1,4 +1,5 @@
-"""Admin for API keys: list, search, create (raw key shown once), revoke; never the digest.
+"""Admin for API keys (list, search, create with the raw key shown once, revoke; never the
+digest) and for credits (balances and ledgers read-only; granting is a superuser action).
 
 No secret field is shown, searched, sorted or filtered on: Django's changelist accepts a
 lookup on any local field from the query string (`?digest__startswith=ab`), which would let
@@ -7,15 +8,24 @@ anyone who may view keys read a digest one character at a time.
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.constants import LOOKUP_SEP
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.formats import localize
+from django.utils.html import format_html, format_html_join
+from django.utils.timezone import template_localtime
 
-from rotate.models import ApiKey
-from rotate.services import api_key_create, api_key_revoke
+from rotate.models import ApiKey, CreditAccount, CreditEntry
+from rotate.selectors import credit_entries
+from rotate.services import api_key_create, api_key_revoke, credit_grant
 
 # Refused in any lookup, by name, whether or not the model has the field yet.
 SECRET_FIELDS = frozenset({"digest", "link_secret"})
@@ -120,3 +130,116 @@ class ApiKeyAdmin(admin.ModelAdmin):
             api_key_revoke(api_key=api_key)
             revoked += 1
         self.message_user(request, f"Revoked {revoked} API key(s).", messages.SUCCESS)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shown to staff who may view it; nobody adds, changes or deletes through the admin:
+    balances change only through the credit services, each with its ledger entry."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class CreditGrantForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    amount = forms.IntegerField(min_value=1, max_value=2**62, help_text="Credits to add.")
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), help_text="Why: kept in the ledger entry."
+    )
+
+    def clean_username(self) -> Any:
+        user_model = get_user_model()
+        username = self.cleaned_data["username"]
+        try:
+            return user_model._default_manager.get(**{user_model.USERNAME_FIELD: username})
+        except user_model.DoesNotExist:
+            raise forms.ValidationError(f"No user {username!r}.") from None
+
+
+@admin.register(CreditAccount)
+class CreditAccountAdmin(ReadOnlyAdmin):
+    list_display = ["owner", "balance", "updated_at"]
+    search_fields = ["owner__username", "owner__email"]
+    list_select_related = ["owner"]
+    fields = ["owner", "balance", "updated_at", "latest_entries"]
+    readonly_fields = fields
+    # The last entries of an account, on its page; all of them are one click away.
+    LATEST_ENTRIES = 20
+
+    def get_urls(self) -> list[URLPattern]:
+        grant = path(
+            "grant/",
+            self.admin_site.admin_view(self.grant_view),
+            name="rotate_creditaccount_grant",
+        )
+        return [grant, *super().get_urls()]
+
+    @admin.display(description="latest entries")
+    def latest_entries(self, account: CreditAccount) -> str:
+        entries = credit_entries(owner=account.owner)
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    localize(template_localtime(entry.created_at)),
+                    entry.kind,
+                    f"{entry.amount:+d}",
+                    entry.balance,
+                    entry.note,
+                )
+                for entry in entries[: self.LATEST_ENTRIES]
+            ),
+        )
+        url = reverse("admin:rotate_creditentry_changelist") + f"?account__id__exact={account.pk}"
+        return format_html(
+            "<table><tr><th>when</th><th>kind</th><th>amount</th><th>balance</th><th>note</th>"
+            '</tr>{}</table><p><a href="{}">All {} entries</a></p>',
+            rows,
+            url,
+            entries.count(),
+        )
+
+    def grant_view(self, request: HttpRequest) -> HttpResponse:
+        """Grant credits to a user (contract §13: superusers only, always with a note)."""
+        if not request.user.is_superuser:
+            raise PermissionDenied
+        form = CreditGrantForm(request.POST or None, initial={"username": request.GET.get("user")})
+        if request.method == "POST" and form.is_valid():
+            owner = form.cleaned_data["username"]
+            amount, note = form.cleaned_data["amount"], form.cleaned_data["note"]
+            with transaction.atomic():  # the grant and its LogEntry, or neither
+                balance = credit_grant(owner=owner, amount=amount, note=note)
+                account = CreditAccount.objects.get(owner=owner)
+                self.log_change(request, account, f"Granted {amount} credits: {note}")
+            message = f"Granted {amount} credits to {owner}; the balance is {balance}."
+            self.message_user(request, message, messages.SUCCESS)
+            return HttpResponseRedirect(
+                reverse("admin:rotate_creditaccount_change", args=[account.pk])
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "form": form,
+            "title": "Grant credits",
+        }
+        return TemplateResponse(request, "admin/rotate/creditaccount/grant.html", context)
+
+
+@admin.register(CreditEntry)
+class CreditEntryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "owner", "kind", "amount", "balance", "generation_ids", "note"]
+    list_filter = ["kind"]
+    search_fields = ["account__owner__username", "account__owner__email"]
+    list_select_related = ["account__owner"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="owner", ordering="account__owner__username")
+    def owner(self, entry: CreditEntry) -> Any:
+        return entry.account.owner

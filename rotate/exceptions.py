@@ -53,6 +53,27 @@ class ResourceNotFound(ApiError):
         super().__init__(self.message, headers=headers, resource=resource)
 
 
+class InsufficientCredits(ApiError):
+    """402: the balance cannot cover a charge; `meta.required` and `meta.available` say why."""
+
+    status_code = status.HTTP_402_PAYMENT_REQUIRED
+    error_code = 4003
+    message = "Insufficient credits"
+    title = "Payment Required"
+
+    def __init__(
+        self, *, required: int, available: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.required = required
+        self.available = available
+        super().__init__(
+            f"{required} credits are required, {available} are available",
+            headers=headers,
+            required=required,
+            available=available,
+        )
+
+
 class PayloadTooLarge(ApiError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     error_code = 4011
