@@ -63,6 +63,9 @@ DEFAULTS = {
     "INTAKE_MAX_REDIRECTS": 3,
     "INTAKE_MAX_PIXELS": 40 * 1000 * 1000,
     "INTAKE_MAX_SIDE": 10_000,
+    # Pixels decoded at once per process, over all requests (a decoded 40 MP image holds
+    # ~160 MB): the fetches run INTAKE_CONCURRENCY at a time, the decodes within this.
+    "INTAKE_DECODE_PIXELS": 100 * 1000 * 1000,
 }
 
 generations_settings = AppSettings("GENERATIONS", DEFAULTS)

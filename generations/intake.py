@@ -6,7 +6,9 @@ and the connection goes to the address that was checked, never to the name (a se
 could answer otherwise: DNS rebinding). The body is counted while it streams and the whole
 fetch runs against one deadline. The image is decoded only after its declared size passed
 the pixel limits, and it is re-encoded, so nothing but pixels (no EXIF, no appended payload)
-reaches storage. No database, no storage, no module state: safe to call from many threads.
+reaches storage. No database, no storage: safe to call from many threads. The one piece of
+module state is the process's decoding budget (`_DECODING`), which bounds memory: the
+fetches of every request run in parallel, their decodes only as far as the budget allows.
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ class _Limits:
     max_redirects: int
     max_pixels: int
     max_side: int
+    decode_pixels: int
 
     @classmethod
     def current(cls) -> _Limits:
@@ -143,6 +146,7 @@ class _Limits:
             max_redirects=s.INTAKE_MAX_REDIRECTS,
             max_pixels=s.INTAKE_MAX_PIXELS,
             max_side=s.INTAKE_MAX_SIDE,
+            decode_pixels=s.INTAKE_DECODE_PIXELS,
         )
 
 
@@ -504,6 +508,39 @@ def _network_error(error: Exception) -> ImageRejected:
 # -- Decoding --------------------------------------------------------------------------
 
 
+class PixelBudget:
+    """Pixels decoded at once in this process, over every request and thread.
+
+    A decoded 40-megapixel RGBA image holds 160 MB, its conversions as much again: 16
+    parallel fetches must not become 16 such decodes. An image larger than the whole budget
+    (a budget set below INTAKE_MAX_PIXELS) waits until it is alone.
+    """
+
+    def __init__(self) -> None:
+        self._in_use = 0
+        self._changed = threading.Condition()
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    @contextmanager
+    def reserve(self, pixels: int, budget: int) -> Iterator[None]:
+        pixels = min(pixels, budget)
+        with self._changed:
+            self._changed.wait_for(lambda: self._in_use + pixels <= budget)
+            self._in_use += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._in_use -= pixels
+                self._changed.notify_all()
+
+
+_DECODING = PixelBudget()
+
+
 def _invalid(reason: str) -> ImageRejected:
     return ImageRejected("image_invalid", reason)
 
@@ -520,24 +557,29 @@ def _reencode(source: IO[bytes], limits: _Limits) -> AcceptedImage:
         raise _invalid("not a PNG, JPEG or WebP image") from None
     with image:
         _check_header(image, limits)
-        try:
-            image.load()
-            ImageOps.exif_transpose(image, in_place=True)
-            has_alpha = "A" in image.getbands() or "transparency" in image.info
-            gray = _to_8_bit(image) if image.mode in HIGH_DEPTH_MODES else image
-            clean = gray.convert("RGBA" if has_alpha else "RGB")
-        except Exception:  # truncated or corrupt data: load and convert raise many types
-            raise _invalid("truncated or corrupt image") from None
-    with clean:
-        clean.info = {}  # nothing from the source (ICC profile, EXIF, text) goes into the PNG
-        out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_MEMORY)  # noqa: SIM115 (returned)
-        try:
-            clean.save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-            out.seek(0)
-        except BaseException:
-            out.close()
-            raise
-        return AcceptedImage(file=out, width=clean.width, height=clean.height)
+        with _DECODING.reserve(image.width * image.height, limits.decode_pixels):
+            try:
+                image.load()
+                ImageOps.exif_transpose(image, in_place=True)
+                has_alpha = "A" in image.getbands() or "transparency" in image.info
+                gray = _to_8_bit(image) if image.mode in HIGH_DEPTH_MODES else image
+                clean = gray.convert("RGBA" if has_alpha else "RGB")
+            except Exception:  # truncated or corrupt data: load and convert raise many types
+                raise _invalid("truncated or corrupt image") from None
+            with clean:
+                return _png(clean)
+
+
+def _png(image: Image.Image) -> AcceptedImage:
+    image.info = {}  # nothing from the source (ICC profile, EXIF, text) goes into the PNG
+    out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_MEMORY)  # noqa: SIM115 (returned)
+    try:
+        image.save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        out.seek(0)
+    except BaseException:
+        out.close()
+        raise
+    return AcceptedImage(file=out, width=image.width, height=image.height)
 
 
 def _check_header(image: Image.Image, limits: _Limits) -> None:

@@ -451,3 +451,37 @@ def test_intake_returns_a_spooled_file_the_caller_can_close():
     assert accepted.file.read(8) == b"\x89PNG\r\n\x1a\n"
     accepted.file.close()
     assert accepted.file.closed
+
+
+def test_pixel_budget_bounds_what_is_decoded_at_once():
+    import threading
+    import time
+
+    from generations.intake import PixelBudget
+
+    budget = PixelBudget()
+    peak, lock = [0], threading.Lock()
+
+    def decode(pixels: int) -> None:
+        with budget.reserve(pixels, budget=100):
+            with lock:
+                peak[0] = max(peak[0], budget.in_use)
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=decode, args=(40,)) for _ in range(12)]
+    threads.append(threading.Thread(target=decode, args=(10_000,)))  # over the budget: alone
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert 40 <= peak[0] <= 100  # never over the budget
+    assert budget.in_use == 0
+
+
+def test_an_image_over_the_decoding_budget_waits_to_be_alone_not_forever(settings):
+    from generations.conf import DEFAULTS
+
+    settings.GENERATIONS = {**DEFAULTS, "INTAKE_DECODE_PIXELS": 1}
+    accepted = image_accept(data_url(png_bytes(size=(30, 20))))
+    assert (accepted.width, accepted.height) == (30, 20)
+    accepted.file.close()
