@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 from processes import peak_rss_mb
-from run import PYTHON, Server
+from run import Server
 
 ITEMS = 600
 LATENCY = 0.100
@@ -195,7 +195,6 @@ def main() -> None:
                 "url_ratio_to_anchor": urls["median"] / url_anchor,
                 "server_peak_rss_mb": rss,
                 "queries": queries,
-                "python": PYTHON,
             }
         )
     )
