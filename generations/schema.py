@@ -58,6 +58,11 @@ HEAD_OPERATIONS = frozenset({"downloadGenerationsByQuery", "getGenerationVideo"}
 # ------------------------------------------------------------------------------
 # Shapes (documentation only: the views build these bodies themselves)
 # ------------------------------------------------------------------------------
+class GenerationErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, e.g. `render_failed`.")
+    message = serializers.CharField()
+
+
 class GenerationStatusSerializer(serializers.Serializer):
     id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     external_id = serializers.CharField(allow_null=True)
@@ -68,6 +73,11 @@ class GenerationStatusSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
+    progress = serializers.FloatField(
+        allow_null=True, min_value=0, max_value=1, help_text="0 to 1 while `rotating`, else null."
+    )
+    error = GenerationErrorSerializer(allow_null=True, help_text="When `failed`, else null.")
+    refunded = serializers.BooleanField(help_text="True once its credits came back.")
 
 
 class GenerationPageSerializer(serializers.Serializer):
@@ -82,6 +92,78 @@ class DownloadLinkSerializer(serializers.Serializer):
         help_text="E2 with the IDs and a signed `token`: works with no `Authorization` header."
     )
     expiresAt = serializers.DateTimeField(help_text="When the link stops working.")
+
+
+class FailedGenerationSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="The item's index in the request, as a string.")
+    externalId = serializers.CharField(allow_null=True)
+    field = serializers.ChoiceField(choices=["imageUrl", "endImageUrl"])
+    code = serializers.ChoiceField(
+        choices=[
+            "image_bad_url",
+            "image_bad_data_url",
+            "image_blocked_address",
+            "image_unreachable",
+            "image_timeout",
+            "image_too_many_redirects",
+            "image_too_large",
+            "image_invalid",
+        ]
+    )
+    error = serializers.CharField(help_text="e.g. `Failed to process start image: timed out`.")
+
+
+class BulkCreditsSerializer(serializers.Serializer):
+    charged = serializers.IntegerField(min_value=0)
+    balance = serializers.IntegerField(min_value=0)
+
+
+class BulkCreationDataSerializer(serializers.Serializer):
+    generations = GenerationStatusSerializer(many=True)
+    failedGenerations = FailedGenerationSerializer(many=True)
+    credits = BulkCreditsSerializer()
+
+
+class BulkCreationSerializer(serializers.Serializer):
+    success = serializers.BooleanField(help_text="Always `true`.")
+    data = BulkCreationDataSerializer()
+
+
+IMAGE_URL = {
+    "type": "string",
+    "description": (
+        "An `http`/`https` URL (at most 2,048 characters) or a "
+        "`data:image/png|jpeg|webp;base64,...` URL. A URL that cannot be used fails its item "
+        "(`failedGenerations`), not the request."
+    ),
+}
+
+
+def bulk_create_request_schema() -> dict[str, Any]:
+    """The body of E6 (contract §9)."""
+    limit = generations_settings.MAX_BULK_GENERATIONS
+    item = {
+        "type": "object",
+        "required": ["imageUrl"],
+        "properties": {
+            "imageUrl": IMAGE_URL,
+            "endImageUrl": {
+                **IMAGE_URL,
+                "nullable": True,
+                "description": "The last frame, or "
+                "the back of the product; same forms as `imageUrl`.",
+            },
+            "externalId": {"type": "string", "maxLength": 255, "nullable": True},
+            "description": {"type": "string", "maxLength": 1000, "nullable": True},
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["generations"],
+        "properties": {
+            "generations": {"type": "array", "minItems": 1, "maxItems": limit, "items": item}
+        },
+    }
 
 
 # JSON Schema of one ID, exactly as the parser accepts it (contract §3). The string form is
@@ -465,6 +547,7 @@ if SPECTACULAR:
 
     def _list_declarations() -> Declarations:
         return [
+            _bulk_create_declaration(),
             on(
                 "get",
                 operation_id="listGenerations",
@@ -479,8 +562,119 @@ if SPECTACULAR:
                     (200, _JSON): GenerationPageSerializer,
                     **_errors(400, 401, 406, 429),
                 },
-            )
+            ),
         ]
+
+    _BULK_CREATE_ERRORS: dict[int, Any] = {
+        400: error_response(
+            "A malformed request (code 4001): `meta.errors` lists `{path, message}` for each "
+            "problem; nothing is created or charged.",
+            (
+                "too many items",
+                4001,
+                "Validation failed",
+                "Validation Error",
+                "Maximum 600 generations are allowed",
+            ),
+        ),
+        402: error_response(
+            "The balance cannot pay for every accepted item (code 4003); `meta.required` and "
+            "`meta.available` are integers. Nothing is created or charged.",
+            (
+                "insufficient credits",
+                4003,
+                "Insufficient credits",
+                "Payment Required",
+                "25 credits are required, 10 are available",
+            ),
+        ),
+        409: error_response(
+            "The first request with this `Idempotency-Key` is still running (code 4012); "
+            "`Retry-After: 1`."
+        ),
+        413: error_response(
+            "The body is over this operation's limit, 64 MB (code 4011).",
+            (
+                "too large",
+                4011,
+                "Request too large",
+                "Payload Too Large",
+                "The request body must not exceed 67108864 bytes",
+            ),
+        ),
+        422: error_response("This `Idempotency-Key` was used with a different body (code 4013)."),
+    }
+
+    def _bulk_create_errors(*codes: int) -> dict[tuple[int, str], Any]:
+        return {
+            (code, _JSON): _BULK_CREATE_ERRORS[code]
+            if code in _BULK_CREATE_ERRORS
+            else _ERRORS[code]
+            for code in codes
+        }
+
+    def _bulk_create_declaration() -> tuple[str, dict[str, Any]]:
+        return on(
+            "post",
+            operation_id="createGenerations",
+            summary="E6: create generations from product photos (5 credits each)",
+            description=(
+                "Fetches and checks each item's images a few at a time (public addresses "
+                "only, 20 MB, 40 megapixels, PNG/JPEG/WebP), then creates a generation for "
+                "every accepted item and charges for all of them at once, or for none (402). "
+                "Every item appears exactly once: in `generations` (request order) or in "
+                "`failedGenerations` with a stable `code`. Rendering starts once the request "
+                "has committed; poll E4 or E5."
+            ),
+            tags=TAGS,
+            request={_JSON: bulk_create_request_schema()},
+            parameters=[
+                OpenApiParameter(
+                    "Idempotency-Key",
+                    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+                    OpenApiParameter.HEADER,
+                    description=(
+                        "Makes a retry safe for 24 hours: the same key with the same body "
+                        "replays the first response byte for byte (`Idempotency-Replayed: "
+                        "true`), nothing created or charged again. A request that failed "
+                        "before creating anything stores nothing."
+                    ),
+                ),
+                header(
+                    "Idempotency-Replayed",
+                    {"type": "string", "enum": ["true"]},
+                    "Present on a replayed response.",
+                    {200},
+                ),
+                header(
+                    "Retry-After",
+                    OpenApiTypes.INT,
+                    "Seconds to wait before retrying.",
+                    {409, 429},
+                    required=True,
+                ),
+                WWW_AUTHENTICATE,
+            ],
+            responses={
+                (200, _JSON): BulkCreationSerializer,
+                **_bulk_create_errors(400, 401, 402, 406, 409, 413, 422, 429),
+            },
+            examples=[
+                OpenApiExample(
+                    "one photo",
+                    value={
+                        "generations": [
+                            {
+                                "imageUrl": "https://shop.example/mug.jpg",
+                                "externalId": "mug-2",
+                                "description": "white mug",
+                            }
+                        ]
+                    },
+                    request_only=True,
+                )
+            ],
+        )
 
     def _link_declarations() -> Declarations:
         return [

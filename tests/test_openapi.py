@@ -74,6 +74,8 @@ def test_openapi_every_api_route_is_in_the_schema(schema):
 
 def test_openapi_paths_are_canonical_without_trailing_slash(schema):
     assert sorted(schema["paths"]) == [
+        "/api/v1/credits",
+        "/api/v1/credits/entries",
         "/api/v1/generations",
         "/api/v1/generations/download",
         "/api/v1/generations/download/links",
@@ -92,6 +94,7 @@ def test_openapi_paths_are_canonical_without_trailing_slash(schema):
         ("generations/{generation_id}", "head", {200, 206, 304, 401, 404, 406, 410, 412, 416, 429}),
         ("generations/{generation_id}/status", "get", {200, 401, 404, 406, 429}),
         ("generations", "get", {200, 400, 401, 406, 429}),
+        ("generations", "post", {200, 400, 401, 402, 406, 409, 413, 422, 429}),
         ("generations/download/links", "post", {200, 400, 401, 406, 413, 429}),
     ],
 )
@@ -198,7 +201,7 @@ def test_openapi_every_operation_with_a_body_documents_413(schema):
         if "requestBody" in operation_
     ]
 
-    assert len(with_body) >= 2  # E1 and E7
+    assert len(with_body) >= 3  # E1, E6 and E7
     for operation_ in with_body:
         too_large = operation_["responses"]["413"]["content"][JSON]["examples"]["TooLarge"]
         assert too_large["value"]["error"]["code"] == 4011
@@ -279,13 +282,16 @@ def test_openapi_schemathesis_finds_no_failure(tmp_path, monkeypatch):
     """Every operation, every check, a fixed budget and seed, against gunicorn."""
     # The per-key throttle would answer 429 to a fast fuzzer: documented, but not what we test.
     monkeypatch.setenv("ROTATE_THROTTLE_RATE", "1000000/min")
+    # and so would the failed-authentication throttle, to its many requests without a key
+    monkeypatch.setenv("ROTATE_FAILED_AUTH_RATE", "1000000/min")
     # 412 is how `If-Match` refuses (RFC 9110 §13.1.1): a well-formed list without the current
     # ETag, by design, and a malformed one (it matches nothing). So 412 joins schemathesis's
     # defaults both for schema-valid requests and for the rejection of schema-violating ones.
     config = tmp_path / "schemathesis.toml"
     config.write_text(
         "[checks.positive_data_acceptance]\n"
-        'expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "429", "5xx"]\n'
+        'expected-statuses = ["2xx", "3xx", "401", "402", "403", "404", "409", "412", "422",'
+        ' "429", "5xx"]\n'
         "[checks.negative_data_rejection]\n"
         'expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "412", "415",'
         ' "422", "428", "429", "5xx"]\n'
@@ -314,7 +320,7 @@ def test_openapi_schemathesis_finds_no_failure(tmp_path, monkeypatch):
         process.wait(timeout=10)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:]
-    assert "8 selected / 8 total" in output
+    assert "11 selected / 11 total" in output
     assert "No issues found" in output, output[-5000:]
     assert server.raw_key not in output
 

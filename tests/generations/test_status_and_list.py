@@ -9,7 +9,17 @@ from rest_framework.test import APIClient
 from generations.models import Generation
 from tests.factories import GenerationFactory
 
-STATUS_KEYS = {"id", "external_id", "status", "created_at", "updated_at", "expires_at"}
+STATUS_KEYS = {
+    "id",
+    "external_id",
+    "status",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "progress",
+    "error",
+    "refunded",
+}
 LIST_URL = "/api/v1/generations"
 
 
