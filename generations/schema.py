@@ -575,6 +575,15 @@ if SPECTACULAR:
                 "Validation failed",
                 "Validation Error",
                 "Maximum 600 generations are allowed",
+                {"errors": [{"path": "generations", "message": "at most 600 items"}]},
+            ),
+            (
+                "malformed item",
+                4001,
+                "Validation failed",
+                "Validation Error",
+                "generations[3].imageUrl: is required",
+                {"errors": [{"path": "generations[3].imageUrl", "message": "is required"}]},
             ),
         ),
         402: error_response(
@@ -586,6 +595,7 @@ if SPECTACULAR:
                 "Insufficient credits",
                 "Payment Required",
                 "25 credits are required, 10 are available",
+                {"required": 25, "available": 10},
             ),
         ),
         409: error_response(

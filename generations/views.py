@@ -184,7 +184,8 @@ class GenerationListView(ApiView):
                 api_key=request.auth,
                 requests=requests,
                 before_commit=lambda creation: claim.store(
-                    JsonBytesResponse(bulk_creation_data(creation, now=timezone.now()))
+                    JsonBytesResponse(bulk_creation_data(creation, now=timezone.now())),
+                    keep=bool(creation.generations),
                 ),
             )
         assert claim.response is not None

@@ -4,7 +4,9 @@ The first request with a key claims it by inserting a record (unique per owner a
 before doing anything; a concurrent retry finds the claim and gets 409. The response is
 written into the record inside the transaction that creates what it reports, so a retry
 sees either nothing created and no response, or both. A request that fails before
-creating anything releases its claim, so the same key may be tried again.
+creating anything releases its claim, so the same key may be tried again: one answered
+with an error, and one answered 200 whose every item failed (a fetch that timed out may
+work the second time).
 """
 
 import hashlib
@@ -81,11 +83,12 @@ class Idempotency:
         self.replay = replay
         self.response: HttpResponse | None = None
 
-    def store(self, response: HttpResponse) -> None:
-        """Keep `response` as this key's answer; call inside the transaction that creates
-        what it reports."""
+    def store(self, response: HttpResponse, *, keep: bool = True) -> None:
+        """Answer with `response`, kept as this key's answer unless `keep` is false (nothing
+        was created: a retry may do better); call inside the transaction that creates what
+        it reports."""
         self.response = response
-        if self.record is None:
+        if self.record is None or not keep:
             return
         IdempotencyRecord.objects.filter(pk=self.record.pk, completed_at__isnull=True).update(
             completed_at=timezone.now(),

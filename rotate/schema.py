@@ -40,6 +40,11 @@ TAGS = ["credits"]
 # ------------------------------------------------------------------------------
 # Shapes (documentation only: the views build these bodies themselves)
 # ------------------------------------------------------------------------------
+class FieldErrorSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="e.g. `generations[3].imageUrl`; empty: the body.")
+    message = serializers.CharField()
+
+
 class ErrorMetaSerializer(serializers.Serializer):
     friendlyMessage = serializers.CharField(help_text="What exactly was wrong, for people.")
     type = serializers.CharField(help_text="Always `error`.")
@@ -54,6 +59,11 @@ class ErrorMetaSerializer(serializers.Serializer):
     available = serializers.IntegerField(
         required=False, help_text="402 only: the credits the balance holds."
     )
+    errors = FieldErrorSerializer(
+        many=True,
+        required=False,
+        help_text="400 of a body checked whole (E6): every problem, by path.",
+    )
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -61,7 +71,8 @@ class ErrorSerializer(serializers.Serializer):
         help_text="4001 validation, 4002 authentication, 4003 insufficient credits, "
         "4004 forbidden, 4005 rate limited, 4006 not found, 4007 video expired, "
         "4008 method not allowed, 4009 not acceptable, 4010 range not satisfiable, "
-        "4011 request too large, 4014 precondition failed, 5000 internal error."
+        "4011 request too large, 4012 idempotent request in progress, 4013 idempotency key "
+        "reused, 4014 precondition failed, 5000 internal error."
     )
     message = serializers.CharField()
     meta = ErrorMetaSerializer()
@@ -177,8 +188,9 @@ if SPECTACULAR:
             ),
         ]
 
-    def error_response(description: str, *examples: tuple[str, int, str, str, str]) -> Any:
-        """An error in the envelope; each example is (name, code, message, title, friendly)."""
+    def error_response(description: str, *examples: tuple[Any, ...]) -> Any:
+        """An error in the envelope; each example is (name, code, message, title, friendly)
+        and, optionally, a dict of more `meta` fields."""
         return OpenApiResponse(
             ErrorEnvelopeSerializer,
             description=description,
@@ -190,12 +202,17 @@ if SPECTACULAR:
                         "error": {
                             "code": code,
                             "message": message,
-                            "meta": {"friendlyMessage": friendly, "type": "error", "title": title},
+                            "meta": {
+                                "friendlyMessage": friendly,
+                                "type": "error",
+                                "title": title,
+                                **(extra[0] if extra else {}),
+                            },
                         },
                     },
                     response_only=True,
                 )
-                for name, code, message, title, friendly in examples
+                for name, code, message, title, friendly, *extra in examples
             ],
         )
 

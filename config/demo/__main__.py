@@ -52,7 +52,7 @@ def main() -> None:
         f"{base}/generations/download -o generations.zip\n\n"
         "Status of one generation:\n"
         f"  curl -sS {auth} {base}/generations/{ids[0]}/status\n\n"
-        f"Create generations from the product photos in {VIDEOS.name}/ "
+        f"Create generations from the product photos in {VIDEOS.relative_to(VIDEOS.parents[1])}/ "
         f"(the demo user has {DEMO_CREDITS} credits, "
         f"{generations_settings.CREDITS_PER_GENERATION} per generation):\n"
         f"  curl -sS {auth} -H 'Content-Type: application/json' "

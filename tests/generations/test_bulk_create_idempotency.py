@@ -147,6 +147,16 @@ def test_visible_ascii_key_of_255_characters_is_accepted(api_client, funded):
     assert IdempotencyRecord.objects.get().key == key
 
 
+def test_every_item_failing_stores_nothing_so_a_retry_can_create(api_client, funded):
+    """A 200 that created nothing (a fetch that failed may work next time) is not kept."""
+    failing = {"generations": [{"imageUrl": "data:image/png;base64,AAAA"}]}
+    first = post(api_client, failing, HTTP_IDEMPOTENCY_KEY="k")
+    assert first.json()["data"]["generations"] == []
+    assert not IdempotencyRecord.objects.exists()
+    again = post(api_client, failing, HTTP_IDEMPOTENCY_KEY="k")
+    assert "Idempotency-Replayed" not in again
+
+
 def test_without_key_every_request_is_new(api_client, funded):
     post(api_client, body())
     post(api_client, body())
