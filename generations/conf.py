@@ -66,6 +66,20 @@ DEFAULTS = {
     # Pixels decoded at once per process, over all requests (a decoded 40 MP image holds
     # ~160 MB): the fetches run INTAKE_CONCURRENCY at a time, the decodes within this.
     "INTAKE_DECODE_PIXELS": 100 * 1000 * 1000,
+    # The renderer (generations.rendering): a dotted path to a Renderer subclass, and the
+    # keyword arguments it is built with.
+    "RENDERER": "generations.renderers.turntable.TurntableRenderer",
+    "RENDERER_OPTIONS": {},
+    # One render attempt may run this long (checked by the render between frames, and as
+    # Celery's soft/hard time limits where the pool enforces them); attempts per generation
+    # (a transient failure or a lost worker tries again, after RENDER_RETRY_BACKOFF, doubling);
+    # a `starting` row not claimed for RENDER_UNCLAIMED_AFTER is queued again by the watchdog;
+    # progress is written at most once per RENDER_PROGRESS_INTERVAL.
+    "RENDER_TIME_LIMIT": timedelta(minutes=10),
+    "RENDER_MAX_ATTEMPTS": 3,
+    "RENDER_RETRY_BACKOFF": timedelta(seconds=10),
+    "RENDER_UNCLAIMED_AFTER": timedelta(minutes=2),
+    "RENDER_PROGRESS_INTERVAL": timedelta(seconds=1),
 }
 
 generations_settings = AppSettings("GENERATIONS", DEFAULTS)

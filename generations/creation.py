@@ -4,7 +4,7 @@ the generations and charge for them in one transaction.
 Images are fetched outside any transaction (a slow server must not hold a database
 transaction open) and stored at once, so only INTAKE_CONCURRENCY of them are in memory
 or on local disk at a time. Whatever is stored for a request that then creates nothing
-(402, an error) is deleted again.
+(402, an error) is deleted again. Rendering is queued once the transaction commits.
 """
 
 import logging
@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from generations.bulk_input import GenerationRequest
 from generations.conf import generations_settings
+from generations.dispatch import render_enqueue_on_commit
 from generations.intake import ImageRejected, image_accept
 from generations.models import Generation, image_upload_to
 from generations.storage import video_storage
@@ -188,6 +189,7 @@ def generations_bulk_create(
             else:
                 balance = credit_balance(owner=owner)
             creation = BulkCreation(generations, failed, charged, balance)
+            render_enqueue_on_commit(generation.pk for generation in generations)
             if before_commit is not None:
                 before_commit(creation)
     except BaseException:

@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from generations.conf import generations_settings
+from generations.lifecycle import generation_refund
 from generations.models import Generation
 from generations.storage import video_storage
 from rotate.idempotency import idempotency_records_purge
@@ -134,11 +135,13 @@ def generation_expire_due(
 
 
 def generation_expire(*, generation: Generation, now: datetime | None = None) -> Generation:
-    """Expire a generation now (support staff): no longer served; the file goes after the grace."""
+    """Expire a generation now (support staff): no longer served, refunded if it never had a
+    video; the files go after the grace."""
     now = now or timezone.now()
     Generation.objects.filter(pk=generation.pk, expires_at__gt=now).update(expires_at=now)
     Generation.objects.filter(pk=generation.pk).exclude(status=Generation.Status.EXPIRED).update(
         status=Generation.Status.EXPIRED, updated_at=now
     )
+    generation_refund(generation_id=generation.pk, now=now)
     generation.refresh_from_db()
     return generation

@@ -84,6 +84,11 @@ class Generation(models.Model):
     progress = models.FloatField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
+    # The render: attempts so far (a transient failure or a lost worker retries), when the
+    # current one was claimed (the watchdog's clock), and a cancel its renderer must honour.
+    render_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    render_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Credits charged for it (what a refund gives back), and whether they came back.
     credits = models.PositiveIntegerField(default=0)
     refunded = models.BooleanField(default=False)
@@ -124,6 +129,11 @@ class Generation(models.Model):
 
     def __str__(self) -> str:
         return f"Generation {self.pk}" + (f" ({self.external_id})" if self.external_id else "")
+
+    @property
+    def stored_files(self) -> list[str]:
+        """The storage names this row holds: its video and its input images."""
+        return [file.name for file in (self.video, self.image, self.end_image) if file.name]
 
     def status_at(self, now: datetime) -> str:
         """The status a client sees: past `expires_at` it is `expired`, sweep or not."""

@@ -686,6 +686,29 @@ if SPECTACULAR:
             ],
         )
 
+    def _cancel_declarations() -> Declarations:
+        return [
+            on(
+                "post",
+                operation_id="cancelGeneration",
+                summary="E9: cancel a generation that has not finished",
+                description=(
+                    "`starting` becomes `canceled` at once, and its credits come back. "
+                    "`rotating`: the renderer is asked to stop and the generation becomes "
+                    "`canceled` (refunded) when it does; the answer shows the status of the "
+                    "moment. A finished, failed, cancelled or expired generation is returned "
+                    "unchanged: cancel is idempotent."
+                ),
+                tags=TAGS,
+                request=None,
+                parameters=[_generation_id_parameter(), WWW_AUTHENTICATE, RETRY_AFTER],
+                responses={
+                    (200, _JSON): GenerationStatusSerializer,
+                    **_errors(401, 404, 406, 413, 429),
+                },
+            )
+        ]
+
     def _link_declarations() -> Declarations:
         return [
             on(
@@ -714,6 +737,7 @@ if SPECTACULAR:
         "GenerationVideoView": _video_declarations,
         "GenerationStatusView": _status_declarations,
         "GenerationListView": _list_declarations,
+        "GenerationCancelView": _cancel_declarations,
     }
 
 

@@ -3,6 +3,7 @@ record the size and CRC of videos stored without them."""
 
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
@@ -59,23 +60,36 @@ class ChecksummingFile(File):
         return position
 
 
-def generation_attach_video(
-    *, generation: Generation, file: IO[bytes], completed_at: datetime | None = None
-) -> Generation:
-    """Store the video, record its size and CRC-32, and mark the generation succeeded.
+@dataclass(frozen=True)
+class StoredVideo:
+    name: str
+    size: int
+    crc32: int
 
-    Bounded memory: the storage reads the file in chunks and the checksum follows along.
-    """
+
+def video_store(*, generation: Generation, file: IO[bytes]) -> StoredVideo:
+    """Store a video for `generation` under a new name, its size and CRC-32 computed in the
+    same pass (bounded memory: the storage reads in chunks). A failed save leaves nothing."""
     checksummed = ChecksummingFile(file, name=getattr(file, "name", None) or "video.mp4")
-    previous = generation.video.name
     name = Generation._meta.get_field("video").generate_filename(generation, "video.mp4")
     try:
-        generation.video = video_storage.save(name, checksummed, max_length=255)
+        name = video_storage.save(name, checksummed, max_length=255)
     except BaseException:
         video_storage.delete(name)  # the partial file a failed save may leave behind
         raise
-    generation.video_size = checksummed.bytes_read
-    generation.video_crc32 = checksummed.crc32
+    return StoredVideo(name=name, size=checksummed.bytes_read, crc32=checksummed.crc32)
+
+
+def generation_attach_video(
+    *, generation: Generation, file: IO[bytes], completed_at: datetime | None = None
+) -> Generation:
+    """Store the video, record its size and CRC-32, and mark the generation succeeded
+    (operators; renders go through `generations.lifecycle.generation_succeed`)."""
+    previous = generation.video.name
+    stored = video_store(generation=generation, file=file)
+    generation.video = stored.name
+    generation.video_size = stored.size
+    generation.video_crc32 = stored.crc32
     generation.status = Generation.Status.SUCCEEDED
     generation.completed_at = completed_at or timezone.now()
     generation.save()

@@ -10,16 +10,15 @@ from generations.models import Generation
 from generations.storage import reset_video_storage, video_storage
 
 
-def delete_video_on_commit(*, instance: Generation, **kwargs: Any) -> None:
-    """A deleted row (admin, cascade from its owner, anything) takes its file along,
-    once the deletion is committed: a rolled-back delete keeps both."""
-    name = instance.video.name
-    if name:
-        transaction.on_commit(lambda: video_storage.delete(name))
+def delete_files_on_commit(*, instance: Generation, **kwargs: Any) -> None:
+    """A deleted row (admin, cascade from its owner, anything) takes its video and input
+    images along, once the deletion is committed: a rolled-back delete keeps them."""
+    for name in instance.stored_files:
+        transaction.on_commit(lambda name=name: video_storage.delete(name))
 
 
 def connect() -> None:
     setting_changed.connect(reset_video_storage, dispatch_uid="generations.reset_video_storage")
     post_delete.connect(
-        delete_video_on_commit, sender=Generation, dispatch_uid="generations.delete_video"
+        delete_files_on_commit, sender=Generation, dispatch_uid="generations.delete_video"
     )

@@ -2,12 +2,41 @@
 
 from dataclasses import asdict
 
-from celery import shared_task
+from celery import Task, shared_task
 
+from generations.dispatch import render_enqueue
 from generations.expiry import generation_expire_due
+from generations.lifecycle import generations_watch
+from generations.render import generation_render
 
 
 @shared_task(name="generations.expire_generations", ignore_result=True)
 def expire_generations() -> dict[str, int]:
     """Purge expired videos; scheduled every minute by beat (see CELERY_BEAT_SCHEDULE)."""
     return asdict(generation_expire_due())
+
+
+@shared_task(
+    name="generations.render_generation",
+    bind=True,
+    ignore_result=True,
+    # Acknowledged once done: a worker killed mid-render leaves the message to another
+    # worker, whose claim finds the row taken; the watchdog then gives it back.
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,  # attempts are counted on the row (GENERATIONS["RENDER_MAX_ATTEMPTS"])
+)
+def render_generation(self: Task, generation_id: int) -> str:
+    """Render one generation; a transient failure comes back after a backoff."""
+    outcome = generation_render(generation_id=generation_id)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.status
+
+
+@shared_task(name="generations.watch_renders", ignore_result=True)
+def watch_renders() -> dict[str, int]:
+    """The render watchdog; scheduled every minute by beat."""
+    result = generations_watch()
+    render_enqueue(result.requeued)
+    return {"requeued": len(result.requeued), "failed": result.failed, "refunded": result.refunded}

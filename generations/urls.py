@@ -31,4 +31,9 @@ urlpatterns = [
         views.GenerationStatusView.as_view(),
         name="status",
     ),
+    re_path(
+        rf"^generations/{_ID}/cancel{_SLASH}$",
+        views.GenerationCancelView.as_view(),
+        name="cancel",
+    ),
 ]

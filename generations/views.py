@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from generations.bulk_input import generation_requests_from_body
 from generations.creation import generations_bulk_create
+from generations.lifecycle import generation_cancel
 from generations.links import TOKEN_PARAM, SignedLinkAuthentication, download_link_create
 from generations.models import Generation
 from generations.plans import archive_plan_build
@@ -161,6 +162,19 @@ class GenerationStatusView(ApiView):
         generation = generation_get(owner=request.user, generation_id=path_id(generation_id))
         if generation is None:
             raise ResourceNotFound("generation")
+        return Response(generation_status_data(generation, now=timezone.now()))
+
+
+@documented
+class GenerationCancelView(ApiView):
+    """E9 `POST generations/{id}/cancel`: the status object after the cancel, bare as E4."""
+
+    def post(self, request: Request, generation_id: str) -> Response:
+        generation = generation_get(owner=request.user, generation_id=path_id(generation_id))
+        if generation is None:
+            raise ResourceNotFound("generation")
+        self.check_acceptable()
+        generation = generation_cancel(generation=generation)
         return Response(generation_status_data(generation, now=timezone.now()))
 
 

@@ -304,4 +304,10 @@ CELERY_BEAT_SCHEDULE = {
         # A tick not consumed before the next one is dropped: the next one does the same work.
         "options": {"expires": max(1.0, EXPIRY_SWEEP_INTERVAL - 5)},
     },
+    # Refunds what expired unrendered, queues again what nobody claimed or a dead worker held.
+    "generations-watch-renders": {
+        "task": "generations.watch_renders",
+        "schedule": 60.0,
+        "options": {"expires": 55.0},
+    },
 }

@@ -25,6 +25,9 @@ STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.Static
 # of the throttles set their own rates.
 ROTATE = {"THROTTLE_RATE": "100000/min", "FAILED_AUTH_RATE": "100000/min"}
 CELERY_TASK_ALWAYS_EAGER = True
+# Renders in the suite take milliseconds (a copy of a demo video); the turntable renderer
+# has tests of its own (tests/generations/test_turntable.py).
+GENERATIONS = {**GENERATIONS, "RENDERER": "tests.renderers.InstantRenderer"}  # noqa: F405
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: concurrency tests need separate connections that really lock.

@@ -1,0 +1,38 @@
+"""Hands generations to the render queue (Celery, `generations.tasks`) once their creation
+has committed, so no worker ever sees a row that was rolled back.
+
+A queue that is down loses nothing: the failure is logged, the rows stay `starting`, and
+the watchdog queues them again after RENDER_UNCLAIMED_AFTER.
+"""
+
+import logging
+from collections.abc import Iterable
+
+from django.db import transaction
+
+from generations.conf import generations_settings
+
+logger = logging.getLogger(__name__)
+
+
+def render_enqueue(generation_ids: Iterable[int]) -> None:
+    """One render task per generation, with the render time limits as Celery's soft and
+    hard limits (a pool that enforces them stops a runaway renderer)."""
+    from generations.tasks import render_generation  # Celery is needed only to queue
+
+    limit = generations_settings.RENDER_TIME_LIMIT.total_seconds()
+    for generation_id in generation_ids:
+        try:
+            render_generation.apply_async(
+                (generation_id,), soft_time_limit=limit + 15, time_limit=limit + 45
+            )
+        except Exception:
+            logger.exception(
+                "render of generation %s not queued; the watchdog will queue it", generation_id
+            )
+
+
+def render_enqueue_on_commit(generation_ids: Iterable[int]) -> None:
+    ids = list(generation_ids)
+    if ids:
+        transaction.on_commit(lambda: render_enqueue(ids), robust=True)

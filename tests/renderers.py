@@ -1,0 +1,84 @@
+"""Renderers for the tests: instant, failing, and one that renders until told to stop."""
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from generations.rendering import (
+    RenderCanceled,
+    Renderer,
+    RenderFailed,
+    RenderJob,
+    TransientRenderFailure,
+)
+
+DEMO_VIDEO = Path(__file__).resolve().parents[1] / "config" / "demo" / "rotation-red.mp4"
+
+
+class InstantRenderer(Renderer):
+    """Writes the demo video at once, checking for a cancel first."""
+
+    def render(
+        self,
+        job: RenderJob,
+        *,
+        workdir: Path,
+        progress: Callable[[float], None],
+        should_cancel: Callable[[], bool],
+    ) -> Path:
+        assert job.image_path.is_file()
+        if should_cancel():
+            raise RenderCanceled()
+        progress(1.0)
+        return Path(shutil.copyfile(DEMO_VIDEO, workdir / "video.mp4"))
+
+
+class FailingRenderer(Renderer):
+    """Fails with `code`; transient with `transient=True`, for the first `times` calls only
+    when `times` is given (then it renders)."""
+
+    calls = 0
+
+    def __init__(self, *, code: str = "model_rejected", transient: bool = False, **options: Any):
+        super().__init__(**options)
+        self.code = code
+        self.transient = transient
+        self.times = options.get("times")
+
+    def render(self, job: RenderJob, **kwargs: Any) -> Path:
+        FailingRenderer.calls += 1
+        if self.times is None or FailingRenderer.calls <= self.times:
+            failure = TransientRenderFailure if self.transient else RenderFailed
+            raise failure(self.code, "the renderer said no")
+        return InstantRenderer().render(job, **kwargs)
+
+
+class CrashingRenderer(Renderer):
+    def render(self, job: RenderJob, **kwargs: Any) -> Path:
+        raise ZeroDivisionError("a bug in the renderer")
+
+
+class LongRenderer(Renderer):
+    """Reports progress every 10 ms for up to `seconds`, stopping when asked to."""
+
+    def __init__(self, *, seconds: float = 10.0, **options: Any) -> None:
+        super().__init__(**options)
+        self.seconds = seconds
+
+    def render(
+        self,
+        job: RenderJob,
+        *,
+        workdir: Path,
+        progress: Callable[[float], None],
+        should_cancel: Callable[[], bool],
+    ) -> Path:
+        started = time.monotonic()
+        while (elapsed := time.monotonic() - started) < self.seconds:
+            if should_cancel():
+                raise RenderCanceled()
+            progress(elapsed / self.seconds)
+            time.sleep(0.01)
+        return Path(shutil.copyfile(DEMO_VIDEO, workdir / "video.mp4"))
