@@ -20,12 +20,16 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timeuntil
 
+from generations.creation import generation_recreate
 from generations.expiry import generation_expire
+from generations.lifecycle import generation_cancel
 from generations.models import Generation
 from generations.plans import archive_plan_build
 from generations.responses import archive_response, database_connection_release
 from generations.selectors import generation_list_for_download
 from generations.storage import video_storage
+from rotate.exceptions import InsufficientCredits
+from rotate.selectors import credit_entries_for_generation
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +79,7 @@ class GenerationAdmin(admin.ModelAdmin):
     search_fields = ["=id", "external_id", "owner__username", "owner__email"]
     list_select_related = ["owner"]
     date_hierarchy = "created_at"
-    actions = ["expire_now", "download_as_zip"]
+    actions = ["expire_now", "cancel", "retry", "download_as_zip"]
     fields = [
         "owner_link",
         "api_key_prefix",
@@ -87,6 +91,10 @@ class GenerationAdmin(admin.ModelAdmin):
         "error_display",
         "credits",
         "refunded",
+        "credit_entries",
+        "render_attempts",
+        "render_started_at",
+        "cancel_requested_at",
         "created_at",
         "updated_at",
         "completed_at",
@@ -196,6 +204,69 @@ class GenerationAdmin(admin.ModelAdmin):
         for generation in queryset:
             generation_expire(generation=generation)
         self.message_user(request, f"Expired {len(queryset)} generation(s).", messages.SUCCESS)
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.cancel_generation")
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.retry_generation")
+
+    @admin.action(description="Cancel (credits come back)", permissions=["cancel"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        """E9 for staff: `starting` ones at once, `rotating` ones when their renderer stops."""
+        outcome = [generation_cancel(generation=generation).status for generation in queryset]
+        LogEntry.objects.log_actions(
+            user_id=request.user.pk,
+            queryset=queryset,
+            action_flag=CHANGE,
+            change_message="Cancelled (credits refunded once it stopped).",
+        )
+        self.message_user(
+            request,
+            f"Cancelled {outcome.count(Generation.Status.CANCELED)}, asked "
+            f"{outcome.count(Generation.Status.ROTATING)} rendering one(s) to stop; the rest "
+            "had finished.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(
+        description="Retry failed ones as new generations (charged again)",
+        permissions=["retry"],
+    )
+    def retry(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        """Each failed one becomes a new generation from the same images, charged to its
+        owner; the failed one keeps its refund."""
+        created = []
+        for generation in queryset.filter(status=Generation.Status.FAILED):
+            try:
+                retried = generation_recreate(source=generation)
+            except InsufficientCredits as exc:
+                self.message_user(
+                    request, f"Generation {generation.pk}: {exc.detail}", messages.ERROR
+                )
+                continue
+            created.append(retried.pk)
+            self.log_change(request, generation, f"Retried as generation {retried.pk}.")
+        if created:
+            self.message_user(
+                request,
+                f"Retried as new generation(s) {', '.join(map(str, created))}.",
+                messages.SUCCESS,
+            )
+        elif not queryset.filter(status=Generation.Status.FAILED).exists():
+            self.message_user(request, "Only failed generations can be retried.", messages.WARNING)
+
+    @admin.display(description="credit entries")
+    def credit_entries(self, obj: Generation) -> str:
+        """Its charge (one entry for its whole request) and its refund, if any."""
+        entries = credit_entries_for_generation(generation_id=obj.pk, owner=obj.owner)
+        if not entries:
+            return "—"
+        return format_html_join(
+            format_html("<br>"),
+            "{} {:+d} → {} ({})",
+            ((entry.kind, entry.amount, entry.balance, entry.created_at) for entry in entries),
+        )
 
     def has_download_permission(self, request: HttpRequest) -> bool:
         """`generations.download_video`: customers' videos, a step beyond seeing their rows."""

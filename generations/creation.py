@@ -196,3 +196,48 @@ def generations_bulk_create(
         _delete_stored(_stored_names(accepted))
         raise
     return creation
+
+
+def generation_recreate(*, source: Generation) -> Generation:
+    """A new generation from `source`'s stored images, for its owner, charged as any other
+    (InsufficientCredits if the balance falls short) and queued after the commit. Support
+    staff retry a failed generation this way: the failed one keeps its refund, the ledger
+    stays one charge and at most one refund per generation."""
+    price = generations_settings.CREDITS_PER_GENERATION
+    copies: list[str] = []
+    try:
+        for field in (source.image, source.end_image):
+            if not field.name:
+                copies.append("")
+                continue
+            with video_storage.open(field.name, "rb") as original:
+                copies.append(
+                    video_storage.save(
+                        image_upload_to(source.owner_id), File(original), max_length=255
+                    )
+                )
+        now = timezone.now()
+        with transaction.atomic():
+            generation = Generation.objects.create(
+                owner_id=source.owner_id,
+                api_key_id=source.api_key_id,
+                external_id=source.external_id,
+                description=source.description,
+                image=copies[0],
+                end_image=copies[1],
+                credits=price,
+                created_at=now,
+                expires_at=now + generations_settings.RETENTION,
+            )
+            if price:
+                credit_charge(
+                    owner=source.owner,
+                    amount=price,
+                    generation_ids=[generation.pk],
+                    note=f"retry of generation {source.pk}",
+                )
+            render_enqueue_on_commit([generation.pk])
+    except BaseException:
+        _delete_stored(copies)
+        raise
+    return generation

@@ -105,7 +105,11 @@ class Generation(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         # Staff download any customer's videos only with this, never with the view permission.
-        permissions = [("download_video", "Can download any customer's videos")]
+        permissions = [
+            ("download_video", "Can download any customer's videos"),
+            ("cancel_generation", "Can cancel generations (their credits come back)"),
+            ("retry_generation", "Can retry failed generations (charging their credits again)"),
+        ]
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="generation_owner_created"),
             models.Index(fields=["expires_at"], name="generation_expires_at"),

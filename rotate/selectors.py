@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import connection
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.utils import timezone
 
@@ -43,6 +44,20 @@ def credit_balance(*, owner: AbstractBaseUser) -> int:
 def credit_entries(*, owner: AbstractBaseUser) -> QuerySet[CreditEntry]:
     """The owner's ledger, newest first."""
     return CreditEntry.objects.filter(account__owner=owner).order_by("-created_at", "-id")
+
+
+def credit_entries_for_generation(
+    *, owner: AbstractBaseUser, generation_id: int
+) -> list[CreditEntry]:
+    """The owner's entries that name `generation_id` (its charge, its refund), oldest first.
+
+    The JSON `contains` lookup where the database has it (PostgreSQL); SQLite (development)
+    scans the owner's ledger.
+    """
+    entries = credit_entries(owner=owner).order_by("created_at", "id")
+    if connection.features.supports_json_field_contains:
+        return list(entries.filter(generation_ids__contains=[generation_id]))
+    return [entry for entry in entries if generation_id in entry.generation_ids]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 https://docs.djangoproject.com/en/5.2/ref/settings/
 """
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -205,6 +206,9 @@ GENERATIONS = {
     # Host names (comma-separated) whose image URLs skip the address check of bulk create
     # (a site's own asset server on a private network); everything else must be public.
     "INTAKE_ALLOWED_HOSTS": env_list("INTAKE_ALLOWED_HOSTS", ""),
+    # The renderer (dotted path) and its options (a JSON object), e.g. a hosted model's client.
+    "RENDERER": os.environ.get("RENDERER", "generations.renderers.turntable.TurntableRenderer"),
+    "RENDERER_OPTIONS": json.loads(os.environ.get("RENDERER_OPTIONS", "{}")),
 }
 
 # ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from generations.management.progress import ProgressBar
 from generations.models import Generation
 from generations.services import generation_record_checksum
 
@@ -25,7 +26,7 @@ class Command(BaseCommand):
         if dry_run or not total:
             self.stdout.write(f"{total} video(s) without a recorded size or CRC-32.")
             return
-        progress = self.stdout.isatty()
+        bar = ProgressBar(self.stdout)
         failed = 0
         for done, generation in enumerate(missing.iterator(), start=1):
             try:
@@ -33,14 +34,8 @@ class Command(BaseCommand):
             except OSError as exc:
                 failed += 1
                 self.stderr.write(f"Generation {generation.pk}: cannot read its video ({exc}).")
-            if progress:
-                width = 30
-                filled = width * done // total
-                self.stdout.write(
-                    f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", ending=""
-                )
-        if progress:
-            self.stdout.write("")
+            bar.show(done / total, f"{done}/{total}")
+        bar.finish()
         self.stdout.write(f"Recorded {total - failed} of {total} video(s).")
         if failed:
             raise CommandError(f"{failed} video(s) could not be read; run again to retry them.")
