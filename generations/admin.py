@@ -18,6 +18,7 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timesince import timeuntil
 
 from generations.creation import generation_recreate
@@ -263,9 +264,12 @@ class GenerationAdmin(admin.ModelAdmin):
         if not entries:
             return "—"
         return format_html_join(
-            format_html("<br>"),
-            "{} {:+d} → {} ({})",
-            ((entry.kind, entry.amount, entry.balance, entry.created_at) for entry in entries),
+            mark_safe("<br>"),  # noqa: S308 (a constant)
+            "{} {} → {} ({})",
+            (
+                (entry.kind, f"{entry.amount:+d}", entry.balance, entry.created_at)
+                for entry in entries
+            ),
         )
 
     def has_download_permission(self, request: HttpRequest) -> bool:

@@ -1,0 +1,1 @@
+"""Renderers that plug into generations.rendering (contract §10); `turntable` is the default."""
