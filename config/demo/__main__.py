@@ -57,10 +57,15 @@ def main() -> None:
         f"{generations_settings.CREDITS_PER_GENERATION} per generation):\n"
         f"  curl -sS {auth} -H 'Content-Type: application/json' "
         f'-H "Idempotency-Key: demo-$(date +%s)" -d @{CREATE_BODY} {base}/generations\n\n'
-        "Then poll them (newest first), see your credits, and download them once succeeded:\n"
+        "Then poll them (newest first; each renders in a few seconds), see your credits, and "
+        "download them once succeeded:\n"
         f"  curl -sS {auth} '{base}/generations?page=1&pageSize=3'\n"
         f"  curl -sS {auth} {base}/credits\n"
-        f"  curl -sS -D - {auth} '{base}/generations/download?ids=<id>,<id>' -o created.zip\n"
+        f"  curl -sS -D - {auth} '{base}/generations/download?ids=<id>,<id>' -o created.zip\n\n"
+        "Cancel one that has not finished (its credits come back):\n"
+        f"  curl -sS -X POST {auth} {base}/generations/<id>/cancel\n\n"
+        f"API docs: {base.removesuffix('/api/v1')}/api/docs/  "
+        f"admin: {base.removesuffix('/api/v1')}/admin/\n"
     )
 
 
