@@ -541,6 +541,34 @@ def ratio_rows(results: dict) -> list[tuple[str, str, str, float | None]]:
                 None,
             ),
         ]
+    render = results.get("render_latency")
+    if render and "sqlite_broker" in render:
+        for broker in ("sqlite_broker", "redis_broker"):
+            if broker in render:
+                measured = render[broker]
+                rows.append(
+                    (
+                        f"create → succeeded, no-op renderer, {broker.replace('_', ' ')} "
+                        "(p50 ÷ the create request)",
+                        f"{measured['ratio_p50_to_create']:.1f}: p50 "
+                        f"{measured['p50_seconds'] * 1000:.0f} ms, p95 "
+                        f"{measured['p95_seconds'] * 1000:.0f} ms, create "
+                        f"{measured['create_p50_seconds'] * 1000:.0f} ms",
+                        "",
+                        None,
+                    )
+                )
+        turntable = render["turntable"]
+        rows.append(
+            (
+                f"turntable {turntable['width']}×{turntable['height']}, "
+                f"{turntable['frames']} frames",
+                f"{turntable['fps_median']:.1f} fps wall, "
+                f"{turntable['fps_per_cpu_second']:.1f} per CPU-second",
+                "",
+                None,
+            )
+        )
     return rows
 
 
@@ -574,6 +602,7 @@ def main() -> None:
         run_script(results, "s3_latency", "s3_latency.py")
         run_script(results, "asgi_slow_clients", "asgi_slow_clients.py")
         run_script(results, "bulk_create", "bulk_create.py")
+        run_script(results, "render_latency", "render_latency.py")
     finally:
         results["bench_seconds"] = round(time.monotonic() - started, 1)
         write_reports(results)
