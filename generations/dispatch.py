@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from generations.conf import generations_settings
+from generations.lifecycle import HARD_LIMIT_MARGIN, SOFT_LIMIT_MARGIN
 
 logger = logging.getLogger(__name__)
 
@@ -20,12 +21,12 @@ def render_enqueue(generation_ids: Iterable[int]) -> None:
     hard limits (a pool that enforces them stops a runaway renderer)."""
     from generations.tasks import render_generation  # Celery is needed only to queue
 
-    limit = generations_settings.RENDER_TIME_LIMIT.total_seconds()
+    limit = generations_settings.RENDER_TIME_LIMIT
+    soft = (limit + SOFT_LIMIT_MARGIN).total_seconds()
+    hard = (limit + HARD_LIMIT_MARGIN).total_seconds()
     for generation_id in generation_ids:
         try:
-            render_generation.apply_async(
-                (generation_id,), soft_time_limit=limit + 15, time_limit=limit + 45
-            )
+            render_generation.apply_async((generation_id,), soft_time_limit=soft, time_limit=hard)
         except Exception:
             logger.exception(
                 "render of generation %s not queued; the watchdog will queue it", generation_id

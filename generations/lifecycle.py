@@ -9,7 +9,7 @@ null), each checked in the statement that changes it.
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO
 
 from django.db import transaction
@@ -26,9 +26,21 @@ logger = logging.getLogger(__name__)
 
 Status = Generation.Status
 
+# Celery's soft and hard time limits of a render task, past RENDER_TIME_LIMIT (which the
+# render checks itself between frames). The watchdog gives a render back only once the hard
+# limit has passed, when a pool that enforces it has ended the old attempt.
+SOFT_LIMIT_MARGIN = timedelta(seconds=15)
+HARD_LIMIT_MARGIN = timedelta(seconds=45)
+
 
 def _live(now: datetime) -> Q:
     return Q(expires_at__gt=now)
+
+
+def _attempt(attempt: int | None) -> Q:
+    """Only the given render attempt (the claim's `render_attempts`): a worker whose attempt
+    the watchdog gave to another changes nothing any more."""
+    return Q() if attempt is None else Q(render_attempts=attempt)
 
 
 def generation_claim(*, generation_id: int, now: datetime | None = None) -> Generation | None:
@@ -48,18 +60,26 @@ def generation_claim(*, generation_id: int, now: datetime | None = None) -> Gene
     return Generation.objects.select_related("owner").get(pk=generation_id) if claimed else None
 
 
-def generation_progress_record(*, generation_id: int, fraction: float) -> None:
+def generation_progress_record(
+    *, generation_id: int, fraction: float, attempt: int | None = None
+) -> None:
     fraction = min(max(fraction, 0.0), 1.0)
-    Generation.objects.filter(pk=generation_id, status=Status.ROTATING).update(
+    Generation.objects.filter(_attempt(attempt), pk=generation_id, status=Status.ROTATING).update(
         progress=fraction, updated_at=timezone.now()
     )
 
 
-def generation_render_wanted(*, generation_id: int, now: datetime | None = None) -> bool:
-    """Whether the render should go on: still ours, not cancelled, not expired."""
+def generation_render_wanted(
+    *, generation_id: int, attempt: int | None = None, now: datetime | None = None
+) -> bool:
+    """Whether the render should go on: still this attempt's, not cancelled, not expired."""
     now = now or timezone.now()
     return Generation.objects.filter(
-        _live(now), pk=generation_id, status=Status.ROTATING, cancel_requested_at__isnull=True
+        _live(now),
+        _attempt(attempt),
+        pk=generation_id,
+        status=Status.ROTATING,
+        cancel_requested_at__isnull=True,
     ).exists()
 
 
@@ -67,13 +87,14 @@ def generation_succeed(
     *, generation: Generation, file: IO[bytes], now: datetime | None = None
 ) -> bool:
     """Store the rendered video (size and CRC-32 recorded as by `generation_attach_video`)
-    and mark the generation `succeeded`, only if it is still rendering, live, not cancelled
-    and not refunded. Otherwise the file is deleted again, and a requested cancel is
+    and mark the generation `succeeded`, only if it is still this attempt's, live, not
+    cancelled and not refunded. Otherwise the file is deleted again, and a requested cancel is
     completed; False."""
     stored = video_store(generation=generation, file=file)
     now = now or timezone.now()
     won = Generation.objects.filter(
         _live(now),
+        _attempt(generation.render_attempts),
         pk=generation.pk,
         status=Status.ROTATING,
         cancel_requested_at__isnull=True,
@@ -96,11 +117,19 @@ def generation_succeed(
 
 
 def generation_fail(
-    *, generation_id: int, code: str, message: str, now: datetime | None = None
+    *,
+    generation_id: int,
+    code: str,
+    message: str,
+    attempt: int | None = None,
+    now: datetime | None = None,
 ) -> bool:
-    """`starting`/`rotating` → `failed` with the renderer's error, then the refund."""
+    """`starting`/`rotating` (of `attempt`, if given) → `failed` with the renderer's error,
+    then the refund."""
     now = now or timezone.now()
-    failed = Generation.objects.filter(pk=generation_id, status__in=Generation.IN_PROGRESS).update(
+    failed = Generation.objects.filter(
+        _attempt(attempt), pk=generation_id, status__in=Generation.IN_PROGRESS
+    ).update(
         status=Status.FAILED,
         error_code=code[:64],
         error_message=message,
@@ -112,13 +141,16 @@ def generation_fail(
     return bool(failed)
 
 
-def generation_release(*, generation_id: int, now: datetime | None = None) -> bool:
-    """`rotating` → `starting`, to be claimed again (a transient failure, a lost worker)."""
+def generation_release(
+    *, generation_id: int, attempt: int | None = None, now: datetime | None = None
+) -> bool:
+    """`rotating` (of `attempt`, if given) → `starting`, to be claimed again (a transient
+    failure, a lost worker)."""
     now = now or timezone.now()
     return bool(
-        Generation.objects.filter(pk=generation_id, status=Status.ROTATING).update(
-            status=Status.STARTING, progress=None, render_started_at=None, updated_at=now
-        )
+        Generation.objects.filter(
+            _attempt(attempt), pk=generation_id, status=Status.ROTATING
+        ).update(status=Status.STARTING, progress=None, render_started_at=None, updated_at=now)
     )
 
 
@@ -194,18 +226,19 @@ def generations_watch(*, now: datetime | None = None) -> WatchResult:
     failed = 0
     requeue: list[int] = []
     stale = Generation.objects.filter(
-        _live(now), status=Status.ROTATING, render_started_at__lte=now - limit
+        _live(now), status=Status.ROTATING, render_started_at__lte=now - limit - HARD_LIMIT_MARGIN
     ).values_list("pk", "render_attempts", "cancel_requested_at")
     for generation_id, attempts, cancel_requested_at in stale:
         if cancel_requested_at is not None:
             generation_cancel_complete(generation_id=generation_id, now=now)
         elif attempts < generations_settings.RENDER_MAX_ATTEMPTS:
-            if generation_release(generation_id=generation_id, now=now):
+            if generation_release(generation_id=generation_id, attempt=attempts, now=now):
                 requeue.append(generation_id)
         elif generation_fail(
             generation_id=generation_id,
             code="render_timeout",
             message=f"The render did not finish within {limit} in {attempts} attempts.",
+            attempt=attempts,
             now=now,
         ):
             failed += 1

@@ -53,12 +53,14 @@ class _Supervisor:
     """The renderer's callbacks: progress written at most once per interval, and a cancel
     check that reads the database at most once per interval, and stops at the deadline."""
 
-    def __init__(self, generation_id: int, hook: ProgressHook | None) -> None:
-        self.generation_id = generation_id
+    def __init__(self, generation: Generation, hook: ProgressHook | None) -> None:
+        self.generation_id = generation.pk
+        self.attempt = generation.render_attempts
         self.hook = hook
         self.interval = generations_settings.RENDER_PROGRESS_INTERVAL.total_seconds()
         self.deadline = time.monotonic() + generations_settings.RENDER_TIME_LIMIT.total_seconds()
         self.timed_out = False
+        self.stopped = False  # should_cancel() said yes
         self._last_write = self._last_check = float("-inf")
         self._wanted = True
 
@@ -68,17 +70,22 @@ class _Supervisor:
         now = time.monotonic()
         if now - self._last_write >= self.interval:
             self._last_write = now
-            generation_progress_record(generation_id=self.generation_id, fraction=fraction)
+            generation_progress_record(
+                generation_id=self.generation_id, attempt=self.attempt, fraction=fraction
+            )
 
     def should_cancel(self) -> bool:
         now = time.monotonic()
         if now >= self.deadline:
-            self.timed_out = True
+            self.timed_out = self.stopped = True
             return True
         if now - self._last_check >= self.interval:
             self._last_check = now
-            self._wanted = generation_render_wanted(generation_id=self.generation_id)
-        return not self._wanted
+            self._wanted = generation_render_wanted(
+                generation_id=self.generation_id, attempt=self.attempt
+            )
+        self.stopped = not self._wanted
+        return self.stopped
 
 
 def _job_in(generation: Generation, workdir: Path) -> RenderJob:
@@ -131,7 +138,7 @@ def generation_render(
     generation = generation_claim(generation_id=generation_id)
     if generation is None:
         return RenderOutcome("skipped")
-    supervisor = _Supervisor(generation_id, progress_hook)
+    supervisor = _Supervisor(generation, progress_hook)
     try:
         with tempfile.TemporaryDirectory(prefix=f"render-{generation_id}-") as directory:
             video = render_to_file(
@@ -147,6 +154,8 @@ def generation_render(
     except RenderCanceled:
         if supervisor.timed_out:
             return _failed(generation, "render_timeout", _timeout_message())
+        if not supervisor.stopped:  # nobody asked it to stop
+            return _failed(generation, "render_error", "The renderer stopped on its own.")
         generation_cancel_complete(generation_id=generation_id)
         return RenderOutcome(Generation.Status.CANCELED)
     except RenderFailed as failure:
@@ -155,7 +164,7 @@ def generation_render(
             and generation.render_attempts < generations_settings.RENDER_MAX_ATTEMPTS
         ):
             logger.warning("render of generation %s: %s; retrying", generation_id, failure)
-            generation_release(generation_id=generation_id)
+            generation_release(generation_id=generation_id, attempt=generation.render_attempts)
             return RenderOutcome(
                 Generation.Status.STARTING, _retry_delay(generation.render_attempts)
             )
@@ -172,5 +181,10 @@ def _timeout_message() -> str:
 
 
 def _failed(generation: Generation, code: str, message: str) -> RenderOutcome:
-    generation_fail(generation_id=generation.pk, code=code, message=message)
+    generation_fail(
+        generation_id=generation.pk,
+        code=code,
+        message=message,
+        attempt=generation.render_attempts,
+    )
     return RenderOutcome(Generation.Status.FAILED)

@@ -80,6 +80,7 @@ def test_openapi_paths_are_canonical_without_trailing_slash(schema):
         "/api/v1/generations/download",
         "/api/v1/generations/download/links",
         "/api/v1/generations/{generation_id}",
+        "/api/v1/generations/{generation_id}/cancel",
         "/api/v1/generations/{generation_id}/status",
     ]
 
@@ -93,6 +94,7 @@ def test_openapi_paths_are_canonical_without_trailing_slash(schema):
         ("generations/{generation_id}", "get", {200, 206, 304, 401, 404, 406, 410, 412, 416, 429}),
         ("generations/{generation_id}", "head", {200, 206, 304, 401, 404, 406, 410, 412, 416, 429}),
         ("generations/{generation_id}/status", "get", {200, 401, 404, 406, 429}),
+        ("generations/{generation_id}/cancel", "post", {200, 401, 404, 406, 413, 429}),
         ("generations", "get", {200, 400, 401, 406, 429}),
         ("generations", "post", {200, 400, 401, 402, 406, 409, 413, 422, 429}),
         ("generations/download/links", "post", {200, 400, 401, 406, 413, 429}),
@@ -320,7 +322,7 @@ def test_openapi_schemathesis_finds_no_failure(tmp_path, monkeypatch):
         process.wait(timeout=10)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:]
-    assert "11 selected / 11 total" in output
+    assert "12 selected / 12 total" in output
     assert "No issues found" in output, output[-5000:]
     assert server.raw_key not in output
 

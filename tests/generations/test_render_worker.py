@@ -46,12 +46,11 @@ from rotate.selectors import credit_reconcile
 print(len(credit_reconcile()))
 """
 WATCH = """
-from datetime import timedelta
 from django.utils import timezone
 from generations.conf import generations_settings
 from generations.dispatch import render_enqueue
-from generations.lifecycle import generations_watch
-later = timezone.now() + generations_settings.RENDER_TIME_LIMIT + timedelta(seconds=1)
+from generations.lifecycle import HARD_LIMIT_MARGIN, generations_watch
+later = timezone.now() + generations_settings.RENDER_TIME_LIMIT + HARD_LIMIT_MARGIN
 result = generations_watch(now=later)
 render_enqueue(result.requeued)
 print(result.requeued)
