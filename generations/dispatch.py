@@ -17,9 +17,25 @@ logger = logging.getLogger(__name__)
 
 
 def render_enqueue(generation_ids: Iterable[int]) -> None:
+    """Queue the renders: one message for a single generation; for more, one message that
+    a worker fans out (`render_enqueue_each`), so a request creating 600 generations spends
+    one publish, not 600, whatever the broker."""
+    from generations.tasks import fan_out_renders  # Celery is needed only to queue
+
+    ids = list(generation_ids)
+    if len(ids) == 1:
+        render_enqueue_each(ids)
+    elif ids:
+        try:
+            fan_out_renders.delay(ids)
+        except Exception:
+            logger.exception("renders of %d generations not queued; the watchdog will", len(ids))
+
+
+def render_enqueue_each(generation_ids: Iterable[int]) -> None:
     """One render task per generation, with the render time limits as Celery's soft and
     hard limits (a pool that enforces them stops a runaway renderer)."""
-    from generations.tasks import render_generation  # Celery is needed only to queue
+    from generations.tasks import render_generation
 
     limit = generations_settings.RENDER_TIME_LIMIT
     soft = (limit + SOFT_LIMIT_MARGIN).total_seconds()

@@ -129,6 +129,12 @@ class BulkCreationSerializer(serializers.Serializer):
     data = BulkCreationDataSerializer()
 
 
+# A 1×1 PNG: the request example works without a network.
+EXAMPLE_DATA_URL = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+)
+
 IMAGE_URL = {
     "type": "string",
     "description": (
@@ -672,10 +678,14 @@ if SPECTACULAR:
             examples=[
                 OpenApiExample(
                     "one photo",
+                    description=(
+                        "`imageUrl` is usually your shop's `https` URL; a `data:` URL (this "
+                        "1×1 PNG) works offline."
+                    ),
                     value={
                         "generations": [
                             {
-                                "imageUrl": "https://shop.example/mug.jpg",
+                                "imageUrl": EXAMPLE_DATA_URL,
                                 "externalId": "mug-2",
                                 "description": "white mug",
                             }

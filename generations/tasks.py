@@ -4,7 +4,7 @@ from dataclasses import asdict
 
 from celery import Task, shared_task
 
-from generations.dispatch import render_enqueue
+from generations.dispatch import render_enqueue, render_enqueue_each
 from generations.expiry import generation_expire_due
 from generations.lifecycle import generations_watch
 from generations.render import generation_render
@@ -32,6 +32,13 @@ def render_generation(self: Task, generation_id: int) -> str:
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return outcome.status
+
+
+@shared_task(name="generations.fan_out_renders", ignore_result=True)
+def fan_out_renders(generation_ids: list[int]) -> int:
+    """Queue one render per generation of a bulk create (the request published only this)."""
+    render_enqueue_each(generation_ids)
+    return len(generation_ids)
 
 
 @shared_task(name="generations.watch_renders", ignore_result=True)
