@@ -15,8 +15,10 @@ has no nginx, so this worker does the same in its event loop:
   closed). Waiting connections do not count against `worker_connections` (up to
   `MAX_WAITING` of them), so the worker keeps accepting while its threads are free.
 - **Timeouts.** A thread reads a larger body (and writes its response) with `IO_TIMEOUT`
-  per read or write, instead of none. Downloads set their own deadline. A client trickling
-  a large body can still hold a thread for a while: in production, nginx buffers bodies.
+  per read or write, instead of none, and the body must keep `MIN_BODY_RATE` on average
+  after `BODY_RATE_GRACE` (as Apache's mod_reqtimeout MinRate): a client trickling a byte
+  every few seconds is cut (408) instead of holding a thread for as long as it likes.
+  Downloads set their own deadline.
 - **Lingering close.** After a response, gunicorn waits up to 2 s for the client's FIN
   (RFC 9112 §9.6) in the serving thread: clients that never close held threads. The wait
   happens in the poller instead.
@@ -45,6 +47,8 @@ HEAD_TIMEOUT = 10.0
 HEAD_MAX = 64 * 1024
 BODY_PREREAD = 64 * 1024
 IO_TIMEOUT = 10.0
+MIN_BODY_RATE = 16 * 1024  # bytes per second, on average
+BODY_RATE_GRACE = 10.0  # seconds before the rate counts
 LINGER_TIMEOUT = 2.0  # gunicorn's util.close_graceful
 LINGER_MAX_DRAIN = 64 * 1024
 MAX_WAITING = 500  # per worker: each is a file descriptor
@@ -113,6 +117,25 @@ def write_envelope_error(sock: socket.socket, status_int: int, reason: str, mesg
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+class MinimumRate:
+    """Wraps the socket reads of one request's body: past BODY_RATE_GRACE, fewer than
+    MIN_BODY_RATE bytes a second on average raises `TimeoutError` (the view answers 408).
+    Each read returns what has arrived, so a trickle is measured as it comes."""
+
+    def __init__(self, receive: Any) -> None:
+        self.receive = receive
+        self.started = time.monotonic()
+        self.received = 0
+
+    def __call__(self, size_hint: int | None = None) -> bytes:
+        data: bytes = self.receive(size_hint)
+        self.received += len(data)
+        elapsed = time.monotonic() - self.started
+        if elapsed > BODY_RATE_GRACE and self.received < MIN_BODY_RATE * elapsed:
+            raise TimeoutError("the request body arrives slower than the minimum rate")
+        return data
 
 
 class HeadFirstThreadWorker(gthread.ThreadWorker):
@@ -189,6 +212,8 @@ class HeadFirstThreadWorker(gthread.ThreadWorker):
 
     def handle_request(self, req: Any, conn: gthread.TConn) -> Any:
         conn.sock.settimeout(IO_TIMEOUT)  # gunicorn's own sockets block with no timeout
+        unreader = conn.parser.unreader
+        unreader.chunk = MinimumRate(getattr(unreader.chunk, "receive", unreader.chunk))
         return super().handle_request(req, conn)
 
     def finish_request(self, conn: gthread.TConn, fs: Future) -> None:

@@ -63,6 +63,8 @@ def _item(value: Any, index: int, problems: _Problems) -> GenerationRequest | No
             problems.add(f"{path}.{name}", "must be a string")
         elif field is not None and max_length is not None and len(field) > max_length:
             problems.add(f"{path}.{name}", f"must be at most {max_length:,} characters")
+        elif field is not None and max_length is not None and "\x00" in field:
+            problems.add(f"{path}.{name}", "must not contain NUL characters")
         else:
             fields[name] = field
     if len(problems.errors) > found:

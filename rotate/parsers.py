@@ -12,15 +12,29 @@ import re
 from typing import Any
 
 from django.http import HttpRequest
+from rest_framework import status
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser, get_encoding
 from rest_framework.utils import json
 
-from rotate.exceptions import PayloadTooLarge, ValidationFailed
+from rotate.exceptions import ApiError, PayloadTooLarge, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
 _READ_SIZE = 64 * 1024
+# A \u escape of a UTF-16 surrogate; only such a body can decode to a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class BodyTooSlow(ApiError):
+    """The server gave up waiting for the body (its socket timeout, or a minimum rate such
+    as config.gunicorn_worker's): a `TimeoutError` from its `read()`."""
+
+    status_code = status.HTTP_408_REQUEST_TIMEOUT
+    message = "Request timeout"
+    title = "Request Timeout"
+
+
 # A JSON string (escapes included), one bracket, or a quote that opens no valid string.
 _JSON_TOKENS = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|[\[\]{}]|"', re.DOTALL)
 
@@ -57,7 +71,13 @@ class DepthLimitedJSONParser(JSONParser):
             if json_too_deep(text, self.max_depth):
                 raise ParseError(f"JSON nested deeper than {self.max_depth} levels")
             parse_constant = json.strict_constant if self.strict else None
-            return json.loads(text, parse_constant=parse_constant)
+            data = json.loads(text, parse_constant=parse_constant)
+            if _SURROGATE_ESCAPE.search(text):
+                # Valid JSON, but not Unicode: no database, digest or renderer can take it.
+                json.dumps(data, ensure_ascii=False).encode()
+            return data
+        except UnicodeEncodeError:
+            raise ParseError("JSON parse error - a \\u escape is a lone UTF-16 surrogate") from None
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc
 
@@ -87,7 +107,10 @@ def _read_at_most(stream: Any, limit: int) -> bytes:
     while size < limit:
         try:
             chunk = stream.read(min(_READ_SIZE, limit - size))
-        except OSError:
+        except OSError as exc:
+            # Django wraps the server's error in UnreadablePostError; a timeout stays the cause.
+            if isinstance(exc, TimeoutError) or isinstance(exc.__cause__, TimeoutError):
+                raise BodyTooSlow("The request body did not arrive in time") from None
             raise ValidationFailed("The request body was not received in full") from None
         except Exception as exc:
             logger.info("request body unreadable: %s: %r", type(exc).__name__, str(exc))

@@ -82,3 +82,14 @@ def storage_root(settings, tmp_path) -> Path:
         },
     }
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def celery_join_allowed():
+    """Eager Celery (the test settings) marks "inside a task" in one process-wide flag that
+    concurrent eager tasks (E6 posted from several threads) can leave set; reset it, so a
+    later test's `.get()` is not refused as if it ran inside a task."""
+    yield
+    from celery.result import _set_task_join_will_block
+
+    _set_task_join_will_block(False)

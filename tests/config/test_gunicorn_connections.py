@@ -162,7 +162,7 @@ def stalled_posts(address: tuple[str, int], path: str, raw_key: str, *, length: 
         # a usual body, stalled: it never gets a thread, and is answered when its time is up
         (1000, 14, 408, b"Malformed HTTP request: Request Timeout"),
         # a body larger than what is read ahead, stalled: its thread gives up on it
-        (200_000, 70_000, 400, b"not received in full"),
+        (200_000, 70_000, 408, b"did not arrive in time"),
     ],
     ids=["small-body", "large-body"],
 )

@@ -377,3 +377,37 @@ def test_status_object_shows_progress_only_while_rotating_and_error_when_failed(
     assert (failed_data["refunded"], rotating_data["refunded"]) == (True, False)
     listed = api_client.get(URL).json()["generations"]
     assert {item["id"]: item["error"] for item in listed}[failed.pk]["code"] == "render_failed"
+
+
+@pytest.mark.parametrize("field", ["externalId", "description"])
+def test_nul_in_a_text_field_fails_the_request_not_the_database(api_client, funded, field):
+    response = post(api_client, {"generations": [{"imageUrl": data_url(), field: "a\x00b"}]})
+    assert_envelope(response, 400, 4001)
+    assert response.json()["error"]["meta"]["errors"] == [
+        {"path": f"generations[0].{field}", "message": "must not contain NUL characters"}
+    ]
+    assert not Generation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"generations": [{"imageUrl": "data:,", "externalId": "\\ud800"}]}',
+        '{"generations": [{"imageUrl": "http://a\\udfff.example/"}]}',
+        '{"generations": [{"imageUrl": "data:,"}], "unknown": "x\\udbff"}',
+    ],
+)
+def test_lone_surrogate_escapes_are_400(api_client, funded, raw):
+    response = api_client.post(
+        URL, raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY="surrogate"
+    )
+    assert_envelope(response, 400, 4001)
+    assert "surrogate" in response.json()["error"]["meta"]["friendlyMessage"]
+
+
+def test_surrogate_pairs_are_fine(api_client, funded):
+    item = '{"imageUrl": "' + data_url() + '", "externalId": "mug \\ud83d\\ude00"}'
+    raw = '{"generations": [' + item + "]}"
+    response = api_client.post(URL, raw, content_type="application/json")
+    assert response.status_code == 200
+    assert response.json()["data"]["generations"][0]["external_id"] == "mug \U0001f600"

@@ -3,6 +3,7 @@ idempotent replay, SSRF attempts that never reach a listener, a decompression bo
 body over 64 MB."""
 
 import base64
+import contextlib
 import http.client
 import io
 import json
@@ -122,3 +123,35 @@ def _png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4), (10, 200, 30)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_a_body_trickled_past_the_pre_read_is_cut_with_408(server):
+    """Past the 64 KiB the worker reads ahead, a body must keep MIN_BODY_RATE on average:
+    a byte a second (each read under the socket timeout) frees its thread within seconds."""
+    url = urllib.parse.urlsplit(server.base_url)
+    sock = socket.create_connection((url.hostname, url.port), timeout=30)
+    head = (
+        f"POST {url.path}/generations HTTP/1.1\r\nHost: {url.hostname}\r\n"
+        f"Authorization: Bearer {server.raw_key}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 200000\r\n\r\n"
+    ).encode()
+    sock.sendall(head + b" " * (70 * 1024))
+    answer = b""
+    for _ in range(40):
+        try:
+            sock.sendall(b" ")
+        except OSError:
+            break
+        sock.settimeout(1)
+        try:
+            answer += sock.recv(65536)
+        except TimeoutError:
+            continue
+        if b"\r\n\r\n" in answer:
+            break
+    with contextlib.suppress(OSError):
+        while data := sock.recv(65536):  # the body, until the server closes
+            answer += data
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"code":4001' in answer

@@ -263,3 +263,22 @@ def test_body_chunked_the_server_fails_to_read_is_a_validation_error(
     response, _ = post_chunked(api_client, b"", **{"wsgi.input": FailingStream(error)})
 
     assert reason in assert_validation_error(response)
+
+
+def test_a_body_the_server_times_out_on_is_408():
+    """A `TimeoutError` from the server's read (a socket timeout, gunicorn worker's minimum
+    rate) is the client's slowness: 408 in the envelope, not 400."""
+    from django.test import RequestFactory
+
+    from rotate import parsers
+
+    class Stalled:
+        def read(self, size: int) -> bytes:
+            raise TimeoutError("timed out")
+
+    request = RequestFactory().post("/api/v1/generations", b"", content_type="application/json")
+    request.META["CONTENT_LENGTH"] = "100000"
+    request._stream = Stalled()
+    with pytest.raises(parsers.BodyTooSlow) as raised:
+        parsers.request_body_load(request, max_size=200_000)
+    assert raised.value.status_code == 408
