@@ -25,7 +25,7 @@ from django.utils.timezone import template_localtime
 
 from rotate.models import ApiKey, CreditAccount, CreditEntry
 from rotate.selectors import credit_entries
-from rotate.services import api_key_create, api_key_revoke, credit_grant
+from rotate.services import MAX_BALANCE, api_key_create, api_key_revoke, credit_grant
 
 # Refused in any lookup, by name, whether or not the model has the field yet.
 SECRET_FIELDS = frozenset({"digest", "link_secret"})
@@ -148,7 +148,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class CreditGrantForm(forms.Form):
     username = forms.CharField(max_length=150)
-    amount = forms.IntegerField(min_value=1, max_value=2**62, help_text="Credits to add.")
+    amount = forms.IntegerField(min_value=1, max_value=MAX_BALANCE, help_text="Credits to add.")
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}), help_text="Why: kept in the ledger entry."
     )
@@ -214,15 +214,19 @@ class CreditAccountAdmin(ReadOnlyAdmin):
         if request.method == "POST" and form.is_valid():
             owner = form.cleaned_data["username"]
             amount, note = form.cleaned_data["amount"], form.cleaned_data["note"]
-            with transaction.atomic():  # the grant and its LogEntry, or neither
-                balance = credit_grant(owner=owner, amount=amount, note=note)
-                account = CreditAccount.objects.get(owner=owner)
-                self.log_change(request, account, f"Granted {amount} credits: {note}")
-            message = f"Granted {amount} credits to {owner}; the balance is {balance}."
-            self.message_user(request, message, messages.SUCCESS)
-            return HttpResponseRedirect(
-                reverse("admin:rotate_creditaccount_change", args=[account.pk])
-            )
+            try:
+                with transaction.atomic():  # the grant and its LogEntry, or neither
+                    balance = credit_grant(owner=owner, amount=amount, note=note)
+                    account = CreditAccount.objects.get(owner=owner)
+                    self.log_change(request, account, f"Granted {amount} credits: {note}")
+            except ValueError as exc:  # past the largest balance
+                form.add_error("amount", str(exc))
+            else:
+                message = f"Granted {amount} credits to {owner}; the balance is {balance}."
+                self.message_user(request, message, messages.SUCCESS)
+                return HttpResponseRedirect(
+                    reverse("admin:rotate_creditaccount_change", args=[account.pk])
+                )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,

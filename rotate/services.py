@@ -86,10 +86,16 @@ def _balance_change(
     return balance
 
 
+# No balance may pass this (the column is a signed 64-bit integer: far below its limit).
+MAX_BALANCE = 10**15
+
+
 def credit_grant(*, owner: AbstractBaseUser, amount: int, note: str = "") -> int:
     """Give `owner` credits (staff, a command); returns the new balance."""
-    if amount <= 0:
-        raise ValueError("A grant must be a positive number of credits.")
+    if not 0 < amount <= MAX_BALANCE:
+        raise ValueError(f"A grant must be between 1 and {MAX_BALANCE:,} credits.")
+    if credit_balance(owner=owner) + amount > MAX_BALANCE:
+        raise ValueError(f"A balance cannot pass {MAX_BALANCE:,} credits.")
     with transaction.atomic():
         CreditAccount.objects.get_or_create(owner=owner)
         return _balance_change(owner=owner, amount=amount, kind=CreditEntry.Kind.GRANT, note=note)

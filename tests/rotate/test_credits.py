@@ -74,7 +74,7 @@ def test_credit_grant_creates_the_account_and_writes_a_grant_entry(user):
 @pytest.mark.django_db
 @pytest.mark.parametrize("amount", [0, -1])
 def test_credit_grant_refuses_a_non_positive_amount(user, amount):
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="between 1 and"):
         credit_grant(owner=user, amount=amount)
 
     assert not CreditEntry.objects.exists()
@@ -454,3 +454,12 @@ def test_concurrent_charges_never_spend_more_than_the_balance(initial, amounts):
     for error in errors:  # a refusal saw a balance that could not cover it
         assert error.available < error.required
     assert credit_reconcile() == []
+
+
+def test_a_balance_cannot_pass_the_maximum(user):
+    from rotate.services import MAX_BALANCE
+
+    credit_grant(owner=user, amount=MAX_BALANCE)
+    with pytest.raises(ValueError, match="cannot pass"):
+        credit_grant(owner=user, amount=1)
+    assert credit_balance(owner=user) == MAX_BALANCE

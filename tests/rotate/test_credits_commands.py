@@ -46,8 +46,18 @@ def test_grant_credits_prints_the_new_balance_and_writes_the_note(user):
     ("args", "message"),
     [
         (["nobody", "10"], "User 'nobody' does not exist."),
-        (["{user}", "0"], "AMOUNT must be a positive number of credits, not 0."),
-        (["{user}", "-5"], "AMOUNT must be a positive number of credits, not -5."),
+        (
+            ["{user}", "0"],
+            "A grant must be between 1 and 1,000,000,000,000,000 credits. (AMOUNT was 0).",
+        ),
+        (
+            ["{user}", "-5"],
+            "A grant must be between 1 and 1,000,000,000,000,000 credits. (AMOUNT was -5).",
+        ),
+        (
+            ["{user}", str(2**63)],
+            f"A grant must be between 1 and 1,000,000,000,000,000 credits. (AMOUNT was {2**63}).",
+        ),
     ],
 )
 def test_grant_credits_refuses_bad_input_with_status_1(user, args, message):

@@ -18,12 +18,13 @@ class Command(BaseCommand):
         parser.add_argument("--note", default="", help="Why (kept in the ledger entry).")
 
     def handle(self, *args: Any, username: str, amount: int, note: str, **options: Any) -> None:
-        if amount <= 0:
-            raise CommandError(f"AMOUNT must be a positive number of credits, not {amount}.")
         user_model = get_user_model()
         try:
             owner = user_model._default_manager.get(**{user_model.USERNAME_FIELD: username})
         except user_model.DoesNotExist:
             raise CommandError(f"User {username!r} does not exist.") from None
-        balance = credit_grant(owner=owner, amount=amount, note=note)
+        try:
+            balance = credit_grant(owner=owner, amount=amount, note=note)
+        except ValueError as exc:
+            raise CommandError(f"{exc} (AMOUNT was {amount}).") from None
         self.stdout.write(str(balance))
