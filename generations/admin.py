@@ -264,7 +264,7 @@ class GenerationAdmin(admin.ModelAdmin):
         if not entries:
             return "—"
         return format_html_join(
-            mark_safe("<br>"),  # noqa: S308 (a constant)
+            mark_safe("<br>"),
             "{} {} → {} ({})",
             (
                 (entry.kind, f"{entry.amount:+d}", entry.balance, entry.created_at)
