@@ -44,6 +44,15 @@ def path_id(value: str) -> int:
     return int(value) if value.isascii() and value.isdigit() and len(value) <= 19 else 0
 
 
+def owned_generation(request: Request, generation_id: str) -> Generation:
+    """The caller's generation named by the path, or the 404 of a missing one (another
+    owner's looks exactly the same)."""
+    generation = generation_get(owner=request.user, generation_id=path_id(generation_id))
+    if generation is None:
+        raise ResourceNotFound("generation")
+    return generation
+
+
 class JsonBytesResponse(HttpResponse):
     """A JSON body rendered once, as DRF renders it: what an idempotent replay stores
     is exactly what the first client received."""
@@ -135,9 +144,7 @@ class GenerationVideoView(ApiView):
     renderer_classes = [Mp4Renderer, JSONRenderer]
 
     def get(self, request: Request, generation_id: str) -> HttpResponseBase:
-        generation = generation_get(owner=request.user, generation_id=path_id(generation_id))
-        if generation is None:
-            raise ResourceNotFound("generation")
+        generation = owned_generation(request, generation_id)
         if generation.status_at(timezone.now()) == Generation.Status.EXPIRED:
             raise VideoExpired()
         if generation.status != Generation.Status.SUCCEEDED or not generation.video:
@@ -159,9 +166,7 @@ class GenerationStatusView(ApiView):
     """E4 `GET generations/{id}/status`."""
 
     def get(self, request: Request, generation_id: str) -> Response:
-        generation = generation_get(owner=request.user, generation_id=path_id(generation_id))
-        if generation is None:
-            raise ResourceNotFound("generation")
+        generation = owned_generation(request, generation_id)
         return Response(generation_status_data(generation, now=timezone.now()))
 
 
@@ -170,9 +175,7 @@ class GenerationCancelView(ApiView):
     """E9 `POST generations/{id}/cancel`: the status object after the cancel, bare as E4."""
 
     def post(self, request: Request, generation_id: str) -> Response:
-        generation = generation_get(owner=request.user, generation_id=path_id(generation_id))
-        if generation is None:
-            raise ResourceNotFound("generation")
+        generation = owned_generation(request, generation_id)
         self.check_acceptable()
         generation = generation_cancel(generation=generation)
         return Response(generation_status_data(generation, now=timezone.now()))

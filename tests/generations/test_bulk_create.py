@@ -17,6 +17,7 @@ from rotate.models import CreditEntry
 from rotate.selectors import credit_balance
 from rotate.services import credit_grant
 from tests.factories import GenerationFactory
+from tests.generations.test_status_and_list import STATUS_KEYS
 
 URL = "/api/v1/generations"
 
@@ -98,17 +99,7 @@ def test_created_in_request_order_with_status_objects_and_charge(api_client, fun
     assert data["failedGenerations"] == []
     assert data["credits"] == {"charged": 15, "balance": 85}
     first = data["generations"][0]
-    assert set(first) == {
-        "id",
-        "external_id",
-        "status",
-        "created_at",
-        "updated_at",
-        "expires_at",
-        "progress",
-        "error",
-        "refunded",
-    }
+    assert set(first) == STATUS_KEYS
     assert (first["status"], first["progress"], first["error"], first["refunded"]) == (
         "starting",
         None,

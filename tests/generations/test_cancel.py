@@ -37,18 +37,7 @@ from tests.generations.test_render_pipeline import (
     use_renderer,
     wait_for,
 )
-
-STATUS_KEYS = {
-    "id",
-    "external_id",
-    "status",
-    "created_at",
-    "updated_at",
-    "expires_at",
-    "progress",
-    "error",
-    "refunded",
-}
+from tests.generations.test_status_and_list import STATUS_KEYS
 
 
 def cancel_url(generation_id: object, slash: str = "") -> str:
