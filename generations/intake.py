@@ -23,6 +23,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import IO, Any
@@ -302,7 +304,23 @@ def _address_blocked(address: IPAddress) -> bool:
     return not address.is_global or address.is_multicast
 
 
-def _resolve(target: _Target, limits: _Limits) -> list[IPAddress]:
+# Name lookups run here, so one that hangs (a resolver that does not answer) costs the fetch
+# its deadline, not the request its thread: getaddrinfo has no timeout of its own.
+_RESOLVER = ThreadPoolExecutor(max_workers=32, thread_name_prefix="intake-dns")
+
+
+def _lookup(host: str, port: int, timeout: float) -> list[Any]:
+    future = _RESOLVER.submit(
+        socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    try:
+        return future.result(timeout=timeout)
+    except FutureTimeout:
+        future.cancel()
+        raise ImageRejected("image_timeout", "the host name did not resolve in time") from None
+
+
+def _resolve(target: _Target, limits: _Limits, deadline: _Deadline) -> list[IPAddress]:
     """The addresses to connect to, looked up once and all checked (one bad one refuses
     the URL: a resolver that mixes answers is not trusted with the others)."""
     name = _host_key(target.host)
@@ -313,9 +331,8 @@ def _resolve(target: _Target, limits: _Limits) -> list[IPAddress]:
         addresses = [target.literal]
     else:
         try:
-            infos = socket.getaddrinfo(
-                target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-            )
+            timeout = min(limits.connect_timeout, deadline.remaining())
+            infos = _lookup(target.host, target.port, timeout)
         except (OSError, UnicodeError):
             raise ImageRejected("image_unreachable", "could not resolve the host") from None
         addresses = []
@@ -372,7 +389,7 @@ def _fetch(target: _Target, limits: _Limits) -> IO[bytes]:
     deadline = _Deadline(limits.total_timeout)
     redirects = 0
     while True:
-        addresses = _resolve(target, limits)
+        addresses = _resolve(target, limits, deadline)
         conn, sock, response = _connect_and_request(target, addresses, deadline, limits)
         try:
             location = response.headers.get("Location")

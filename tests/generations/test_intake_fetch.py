@@ -956,3 +956,21 @@ def test_intake_https_refuses_a_trusted_certificate_for_another_name(tls_server,
 
     assert (error.code, error.reason) == ("image_unreachable", "TLS error")
     assert running.requests == []
+
+
+def test_intake_a_name_that_does_not_resolve_in_time_is_a_timeout(monkeypatch, intake):
+    """getaddrinfo has no timeout: a resolver that never answers costs the fetch its connect
+    timeout, not the request its thread."""
+    released = threading.Event()
+
+    def hanging(host, port, *args, **kwargs):
+        released.wait(10)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    intake(INTAKE_CONNECT_TIMEOUT=timedelta(milliseconds=200))
+    try:
+        error = rejected("http://slow-dns.test/a.png")
+    finally:
+        released.set()
+    assert (error.code, error.reason) == ("image_timeout", "the host name did not resolve in time")
