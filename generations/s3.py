@@ -108,7 +108,8 @@ class _StoredObject:
 
 
 def _error_code(exc: ClientError) -> str | None:
-    return exc.response.get("Error", {}).get("Code")
+    code: str | None = exc.response.get("Error", {}).get("Code")
+    return code
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -240,6 +241,7 @@ class S3VideoReader:
                         self._latency = body.latency
                         # a body started ahead runs to the object's end, past `stop`
                         etag, end = body.etag, body.end if stop is None else min(body.end, stop)
+                    assert end is not None  # set with the body, above
                     wanted = requested_read_size.get() or self._chunk_size
                     chunk = body.stream.read(min(wanted, end - position))
                 except Exception as exc:
