@@ -45,9 +45,11 @@ bench: $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements/bench.txt
 	$(BIN)/python bench/run.py
 
+## ruff, then mypy with the Django and DRF plugins on the packages and config/ (pyproject.toml).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(VENV)/.installed
 	$(BIN)/ruff format .

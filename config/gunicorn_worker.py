@@ -153,7 +153,8 @@ class HeadFirstThreadWorker(gthread.ThreadWorker):
         """Connections with a thread (or queued for one) that this worker may hold: those
         waiting in the poller, pre-reading or lingering, do not count, up to MAX_WAITING."""
         waiting = len(self.pending_conns) + len(getattr(self, "lingering", ()))
-        return self.cfg.worker_connections + min(waiting, MAX_WAITING)
+        configured: int = self.cfg.worker_connections
+        return configured + min(waiting, MAX_WAITING)
 
     @worker_connections.setter
     def worker_connections(self, value: int) -> None:
@@ -161,7 +162,8 @@ class HeadFirstThreadWorker(gthread.ThreadWorker):
 
     def accept(self, listener: socket.socket) -> None:
         if self.cfg.is_ssl:  # the handshake happens in a thread: gunicorn's own path
-            return super().accept(listener)
+            super().accept(listener)
+            return
         try:
             sock, address = listener.accept()
         except OSError as exc:
@@ -219,7 +221,8 @@ class HeadFirstThreadWorker(gthread.ThreadWorker):
     def finish_request(self, conn: gthread.TConn, fs: Future) -> None:
         result = None if fs.cancelled() or fs.exception() is not None else fs.result()
         if result is not _LINGER:
-            return super().finish_request(conn, fs)
+            super().finish_request(conn, fs)
+            return
         # Drain what the client still sends until it closes (or LINGER_TIMEOUT passes), so
         # the kernel sends no RST that could cut off the end of the response.
         try:

@@ -8,6 +8,7 @@ an entry in the admin history of every generation downloaded, naming the owners.
 
 import logging
 from datetime import datetime
+from uuid import UUID
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -37,7 +38,16 @@ logger = logging.getLogger(__name__)
 # The input image fields and how the admin labels them.
 INPUT_IMAGE_FIELDS = {"image": "front (imageUrl)", "end_image": "end or back (endImageUrl)"}
 
-STATUS_COLOURS = {
+
+def staff_user_id(request: HttpRequest) -> int | str | UUID:
+    """The primary key of the staff member using the admin (never anonymous there)."""
+    user_id = request.user.pk
+    if user_id is None:
+        raise PermissionDenied
+    return user_id
+
+
+STATUS_COLOURS: dict[str, str] = {
     Generation.Status.STARTING: "#6c757d",
     Generation.Status.ROTATING: "#0d6efd",
     Generation.Status.SUCCEEDED: "#198754",
@@ -81,7 +91,7 @@ class GenerationAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     date_hierarchy = "created_at"
     actions = ["expire_now", "cancel", "retry", "download_as_zip"]
-    fields = [
+    fields = readonly_fields = (
         "owner_link",
         "api_key_prefix",
         "external_id",
@@ -106,8 +116,7 @@ class GenerationAdmin(admin.ModelAdmin):
         "video_crc32_display",
         "purge_attempts",
         "purge_retry_at",
-    ]
-    readonly_fields = fields
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Generation]:
         return super().get_queryset(request).select_related("owner", "api_key")
@@ -217,7 +226,7 @@ class GenerationAdmin(admin.ModelAdmin):
         """E9 for staff: `starting` ones at once, `rotating` ones when their renderer stops."""
         outcome = [generation_cancel(generation=generation).status for generation in queryset]
         LogEntry.objects.log_actions(
-            user_id=request.user.pk,
+            user_id=staff_user_id(request),
             queryset=queryset,
             action_flag=CHANGE,
             change_message="Cancelled (credits refunded once it stopped).",
@@ -301,7 +310,7 @@ class GenerationAdmin(admin.ModelAdmin):
         # storage failure leaves no entry, a download the client aborts was handed out.
         # Writing them reconnects: released again before streaming, as the response does.
         LogEntry.objects.log_actions(
-            user_id=request.user.pk,
+            user_id=staff_user_id(request),
             queryset=selection.downloadable,
             action_flag=CHANGE,
             change_message=(

@@ -67,7 +67,7 @@ def _item(value: Any, index: int, problems: _Problems) -> GenerationRequest | No
             problems.add(f"{path}.{name}", "must not contain NUL characters")
         else:
             fields[name] = field
-    if len(problems.errors) > found:
+    if len(problems.errors) > found or not isinstance(image_url, str):
         return None
     return GenerationRequest(
         index=index,

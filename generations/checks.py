@@ -4,6 +4,7 @@ They read `settings.GENERATIONS` directly rather than through `generations_setti
 broken dict is reported as a check message instead of an exception at the first request.
 """
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -132,6 +133,8 @@ def check_storage_not_public(**kwargs: Any) -> list[CheckMessage]:
     if not isinstance(alias, str) or alias not in settings.STORAGES:
         return []
     config = settings.STORAGES[alias]
+    if not isinstance(config, Mapping):
+        return []
     options = config.get("OPTIONS") or {}
     acl = options.get("default_acl")
     if "default_acl" not in options and str(config.get("BACKEND", "")).startswith(

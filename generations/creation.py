@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
@@ -24,7 +23,7 @@ from generations.dispatch import render_enqueue_on_commit
 from generations.intake import ImageRejected, image_accept
 from generations.models import Generation, image_upload_to
 from generations.storage import video_storage
-from rotate.models import ApiKey
+from rotate.models import ApiKey, Owner
 from rotate.selectors import credit_balance
 from rotate.services import credit_charge
 
@@ -145,7 +144,7 @@ def _stored_names(outcomes: Sequence[_AcceptedItem | FailedItem]) -> list[str]:
 
 def generations_bulk_create(
     *,
-    owner: AbstractBaseUser,
+    owner: Owner,
     api_key: ApiKey | None,
     requests: Sequence[GenerationRequest],
     before_commit: Callable[[BulkCreation], None] | None = None,

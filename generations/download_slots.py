@@ -8,6 +8,7 @@ reason; a HEAD, a 304 or an error takes none. Requests without an API key (staff
 admin) are not capped.
 """
 
+from django.http import HttpRequest
 from rest_framework import status
 from rest_framework.request import Request
 
@@ -37,7 +38,7 @@ class TooManyDownloads(ApiError):
         )
 
 
-def download_slot_acquire(request: Request) -> Slot | None:
+def download_slot_acquire(request: HttpRequest | Request) -> Slot | None:
     """The caller's key's download slot; None when there is no key to count against.
 
     Raises TooManyDownloads when the key already has MAX_CONCURRENT_DOWNLOADS running.

@@ -40,7 +40,7 @@ from generations.conf import generations_settings
 try:  # a trust store that does not depend on the operating system's CA bundle
     import certifi
 except ImportError:  # pragma: no cover - certifi ships with boto3/requests here
-    certifi = None  # type: ignore[assignment]
+    certifi = None  # type: ignore[assignment]  # None: the operating system's store
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

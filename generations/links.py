@@ -34,7 +34,7 @@ _SALT = "generations.links.download"
 _LINK_METHODS = frozenset({"GET", "HEAD"})
 
 
-def _signing_key(secret_key: str, link_secret: str) -> str:
+def _signing_key(secret_key: str | bytes, link_secret: str) -> str:
     """The MAC key of one API key's links: it takes both secrets to compute."""
     return salted_hmac(
         f"{_SALT}.key", link_secret, secret=secret_key, algorithm="sha256"

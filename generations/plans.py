@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from generations.archive import ArchiveEntry, ArchiveLayout, archive_layout_build
 from generations.models import Generation
-from generations.services import generation_record_missing_checksums
+from generations.services import generation_record_missing_checksums, generation_stored_video
 from generations.storage import video_openers
 
 STEM_MAX_LENGTH = 100
@@ -64,17 +64,18 @@ def archive_plan_build(*, generations: Sequence[Generation]) -> ArchivePlan:
     raises here, before any response exists).
     """
     generation_record_missing_checksums(generations=generations)
-    openers = video_openers([generation.video.name for generation in generations])
+    videos = [generation_stored_video(generation=generation) for generation in generations]
+    openers = video_openers([video.name for video in videos])
     entries = [
         ArchiveEntry(
             name=name,
-            size=generation.video_size,
-            crc32=generation.video_crc32,
+            size=video.size,
+            crc32=video.crc32,
             modified_at=generation.completed_at or generation.created_at,
             opener=opener,
         )
-        for generation, name, opener in zip(
-            generations, archive_entry_names(generations), openers, strict=True
+        for generation, video, name, opener in zip(
+            generations, videos, archive_entry_names(generations), openers, strict=True
         )
     ]
     return ArchivePlan(

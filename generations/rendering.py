@@ -71,4 +71,5 @@ class Renderer:
 def renderer_get() -> Renderer:
     """The configured renderer, built from GENERATIONS["RENDERER"] and ["RENDERER_OPTIONS"]."""
     renderer_class = import_string(generations_settings.RENDERER)
-    return renderer_class(**generations_settings.RENDERER_OPTIONS)  # type: ignore[no-any-return]
+    renderer: Renderer = renderer_class(**generations_settings.RENDERER_OPTIONS)
+    return renderer

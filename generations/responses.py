@@ -438,5 +438,5 @@ def video_response(
         etag=etag,
         content_type="video/mp4",
         context=StreamContext.from_request(request, {filename: generation_id}),
-        headers={"Content-Disposition": content_disposition_header(False, filename)},
+        headers={"Content-Disposition": content_disposition_header(False, filename) or "inline"},
     )

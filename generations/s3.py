@@ -19,11 +19,11 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, IncompleteReadError
 from botocore.response import StreamingBody
-from storages.backends.s3 import S3Storage, _filter_download_params
-from storages.utils import clean_name
+from storages.backends.s3 import S3Storage
 
 from generations.archive import Opener
 from generations.conf import generations_settings
+from generations.s3_adapter import S3StorageAdapter
 from generations.storage import requested_read_size
 
 # A dropped connection, a timeout or a cut body may succeed on another attempt.
@@ -54,22 +54,13 @@ def s3_client(storage: S3Storage) -> BaseClient:
         cached = _clients.get(storage)
         if cached is None or cached[0] != options:
             connect_timeout, read_timeout, max_connections = options
-            config = storage.client_config.merge(
+            client = S3StorageAdapter(storage).client(
                 Config(
                     connect_timeout=connect_timeout,
                     read_timeout=read_timeout,
                     max_pool_connections=max_connections,
                     retries={"total_max_attempts": 1},
                 )
-            )
-            # The arguments of S3Storage.connection, whose client is per thread and untimed.
-            client = storage._create_session().client(
-                "s3",
-                region_name=storage.region_name,
-                use_ssl=storage.use_ssl,
-                endpoint_url=storage.endpoint_url,
-                config=config,
-                verify=storage.verify,
             )
             cached = _clients[storage] = (options, client)
         return cached[1]
@@ -117,7 +108,8 @@ class _StoredObject:
 
 
 def _error_code(exc: ClientError) -> str | None:
-    return exc.response.get("Error", {}).get("Code")
+    code: str | None = exc.response.get("Error", {}).get("Code")
+    return code
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -205,11 +197,12 @@ class S3VideoReader:
 
     def __init__(self, storage: S3Storage, names: Sequence[str]) -> None:
         client = s3_client(storage)
+        adapter = S3StorageAdapter(storage)
         self._objects: list[_StoredObject] = []
         for name in names:
-            key = storage._normalize_name(clean_name(name))
-            parameters = _filter_download_params(storage.get_object_parameters(key))
-            self._objects.append(_StoredObject(client, storage.bucket_name, key, parameters))
+            key = adapter.object_key(name)
+            parameters = adapter.download_parameters(key)
+            self._objects.append(_StoredObject(client, adapter.bucket_name, key, parameters))
         self._prefetch = generations_settings.S3_PREFETCH
         self._depth = min(self.FIRST_DEPTH, self._prefetch)
         self._latency: float | None = None  # of the last response, seconds
@@ -248,6 +241,7 @@ class S3VideoReader:
                         self._latency = body.latency
                         # a body started ahead runs to the object's end, past `stop`
                         etag, end = body.etag, body.end if stop is None else min(body.end, stop)
+                    assert end is not None  # set with the body, above
                     wanted = requested_read_size.get() or self._chunk_size
                     chunk = body.stream.read(min(wanted, end - position))
                 except Exception as exc:

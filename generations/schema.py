@@ -126,7 +126,9 @@ class BulkCreationDataSerializer(serializers.Serializer):
 
 class BulkCreationSerializer(serializers.Serializer):
     success = serializers.BooleanField(help_text="Always `true`.")
-    data = BulkCreationDataSerializer()
+    # A declared field: SerializerMetaclass takes it off the class, so it never shadows
+    # Serializer.data; the stub sees only the class attribute.
+    data = BulkCreationDataSerializer()  # type: ignore[assignment]
 
 
 # A 1×1 PNG: the request example works without a network.

@@ -4,9 +4,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.contrib.auth.base_user import AbstractBaseUser
-
 from generations.models import Generation, GenerationQuerySet
+from rotate.models import Owner
 
 MAX_ID = 2**63 - 1
 
@@ -21,7 +20,7 @@ class DownloadSelection:
 
 
 def generation_list_for_download(
-    *, owner: AbstractBaseUser | None, ids: Sequence[int], now: datetime
+    *, owner: Owner | None, ids: Sequence[int], now: datetime
 ) -> DownloadSelection:
     """Classify IDs per contract §4 with one query. `owner=None` (staff only) skips ownership."""
     queryset = Generation.objects.live(now=now).filter(pk__in=ids)
@@ -42,12 +41,12 @@ def generation_list_for_download(
     return selection
 
 
-def generation_list(*, owner: AbstractBaseUser) -> GenerationQuerySet:
+def generation_list(*, owner: Owner) -> GenerationQuerySet:
     """The owner's generations, newest first, expired ones included (shown as `expired`)."""
     return Generation.objects.owned_by(owner).order_by("-created_at", "-id")
 
 
-def generation_get(*, owner: AbstractBaseUser, generation_id: int) -> Generation | None:
+def generation_get(*, owner: Owner, generation_id: int) -> Generation | None:
     """The owner's generation, or None: another owner's ID looks exactly like a missing one."""
     if not 1 <= generation_id <= MAX_ID:
         return None

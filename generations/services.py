@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
@@ -15,11 +14,12 @@ from django.utils import timezone
 from generations.conf import generations_settings
 from generations.models import Generation
 from generations.storage import iter_video_range, video_storage
+from rotate.models import Owner
 
 
 def generation_create(
     *,
-    owner: AbstractBaseUser,
+    owner: Owner,
     external_id: str = "",
     created_at: datetime | None = None,
     **details: Any,
@@ -41,6 +41,8 @@ class ChecksummingFile(File):
     A rewind to the start (storages seek(0) before reading) resets the counters, so
     the figures always describe one complete pass.
     """
+
+    file: IO[bytes]
 
     def __init__(self, file: IO[bytes], name: str | None = None) -> None:
         super().__init__(file, name)
@@ -102,14 +104,26 @@ def generation_record_checksum(*, generation: Generation) -> Generation:
     """Read a stored video once and record its size and CRC-32 (rows from before they were
     recorded), so its archives get an exact Content-Length and can be resumed."""
     crc32 = size = 0
-    for chunk in iter_video_range(generation.video.name, 0, None):
+    name = generation.video.name
+    if not name:
+        raise ValueError(f"generation {generation.pk} has no video")
+    for chunk in iter_video_range(name, 0, None):
         crc32 = zlib.crc32(chunk, crc32)
         size += len(chunk)
-    Generation.objects.filter(pk=generation.pk, video=generation.video.name).update(
+    Generation.objects.filter(pk=generation.pk, video=name).update(
         video_size=size, video_crc32=crc32
     )
     generation.video_size, generation.video_crc32 = size, crc32
     return generation
+
+
+def generation_stored_video(*, generation: Generation) -> StoredVideo:
+    """The name, size and CRC-32 of a generation's video, as recorded (after
+    `generation_record_missing_checksums`); ValueError where one is missing."""
+    name, size, crc32 = generation.video.name, generation.video_size, generation.video_crc32
+    if not name or size is None or crc32 is None:
+        raise ValueError(f"generation {generation.pk} has no recorded video")
+    return StoredVideo(name=name, size=size, crc32=crc32)
 
 
 def generation_record_missing_checksums(*, generations: Iterable[Generation]) -> None:

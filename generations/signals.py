@@ -1,5 +1,6 @@
 """Signal wiring of the generations app, connected once from `AppConfig.ready()`."""
 
+from functools import partial
 from typing import Any
 
 from django.core.signals import setting_changed
@@ -14,7 +15,7 @@ def delete_files_on_commit(*, instance: Generation, **kwargs: Any) -> None:
     """A deleted row (admin, cascade from its owner, anything) takes its video and input
     images along, once the deletion is committed: a rolled-back delete keeps them."""
     for name in instance.stored_files:
-        transaction.on_commit(lambda name=name: video_storage.delete(name))
+        transaction.on_commit(partial(video_storage.delete, name))
 
 
 def connect() -> None:

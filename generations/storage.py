@@ -5,7 +5,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 from django.core.files.storage import Storage, storages
 from django.utils.functional import LazyObject, empty
@@ -24,6 +24,8 @@ def _configured_storage() -> Storage:
 class VideoStorage(LazyObject):
     """The storage named by GENERATIONS["STORAGE_ALIAS"]; reset when STORAGES or it changes."""
 
+    _wrapped: object  # the Storage, or `empty` until first used
+
     def _setup(self) -> None:
         self._wrapped = _configured_storage()
 
@@ -31,7 +33,9 @@ class VideoStorage(LazyObject):
         self._wrapped = empty
 
 
-video_storage: Storage = VideoStorage()  # type: ignore[assignment]
+_video_storage = VideoStorage()
+# Typed as the Storage it stands for: the LazyObject proxies every attribute to it.
+video_storage = cast(Storage, _video_storage)
 
 # Bytes the consumer wants from the next read of a stored video, where it sizes reads to the
 # client's pace (the ASGI stream, `responses.aiter_off_event_loop`); unset: READ_CHUNK_SIZE.
@@ -45,7 +49,7 @@ def get_video_storage() -> Storage:
 
 def reset_video_storage(*, setting: str, **kwargs: Any) -> None:
     if setting in {"STORAGES", "GENERATIONS"}:
-        video_storage.reset()  # type: ignore[attr-defined]
+        _video_storage.reset()
 
 
 def _is_s3(storage: Storage) -> TypeGuard["S3Storage"]:

@@ -27,16 +27,16 @@ from generations.serializers import (
     download_ids_from_body,
     download_ids_from_query,
     generation_status_data,
-    iso_datetime,
 )
-from generations.services import generation_record_missing_checksums
+from generations.services import generation_record_missing_checksums, generation_stored_video
 from generations.storage import iter_video_range
 from rotate.authentication import BearerKeyAuthentication
 from rotate.exceptions import ApiError, ResourceNotFound
 from rotate.idempotency import idempotency_key_from_headers, idempotent
 from rotate.pagination import page_from_query
 from rotate.parsers import DepthLimitedJSONParser
-from rotate.views import MEGABYTE, ApiView
+from rotate.serializers import iso_datetime
+from rotate.views import MEGABYTE, ApiView, request_api_key, request_owner
 
 
 def path_id(value: str) -> int:
@@ -47,7 +47,7 @@ def path_id(value: str) -> int:
 def owned_generation(request: Request, generation_id: str) -> Generation:
     """The caller's generation named by the path, or the 404 of a missing one (another
     owner's looks exactly the same)."""
-    generation = generation_get(owner=request.user, generation_id=path_id(generation_id))
+    generation = generation_get(owner=request_owner(request), generation_id=path_id(generation_id))
     if generation is None:
         raise ResourceNotFound("generation")
     return generation
@@ -105,7 +105,7 @@ class GenerationDownloadView(ApiView):
 
     def _download(self, request: Request, ids: list[int]) -> HttpResponseBase:
         now = timezone.now()
-        selection = generation_list_for_download(owner=request.user, ids=ids, now=now)
+        selection = generation_list_for_download(owner=request_owner(request), ids=ids, now=now)
         skipped = {
             header: ",".join(map(str, skipped_ids))
             for header, skipped_ids in (
@@ -126,8 +126,9 @@ class GenerationDownloadLinkView(ApiView):
 
     def post(self, request: Request) -> Response:
         ids = download_ids_from_body(request.data)
-        link = download_link_create(api_key=request.auth, ids=ids)
-        download = reverse("generations:download", current_app=request.resolver_match.namespace)
+        link = download_link_create(api_key=request_api_key(request), ids=ids)
+        namespace = request.resolver_match.namespace if request.resolver_match else None
+        download = reverse("generations:download", current_app=namespace)
         query = urlencode({"ids": ",".join(map(str, ids)), TOKEN_PARAM: link.token}, safe=",")
         return Response(
             {
@@ -150,12 +151,12 @@ class GenerationVideoView(ApiView):
         if generation.status != Generation.Status.SUCCEEDED or not generation.video:
             raise ResourceNotFound("video")
         generation_record_missing_checksums(generations=[generation])  # an old row: read once
-        name = generation.video.name
+        video = generation_stored_video(generation=generation)
         return video_response(
             request=request,
-            read=partial(iter_video_range, name),
-            size=generation.video_size,
-            etag=f'"{generation.pk}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"',
+            read=partial(iter_video_range, video.name),
+            size=video.size,
+            etag=f'"{generation.pk}-{hashlib.sha256(video.name.encode()).hexdigest()[:16]}"',
             generation_id=generation.pk,
             filename=f"generation-{generation.pk}.mp4",
         )
@@ -193,12 +194,12 @@ class GenerationListView(ApiView):
         requests = generation_requests_from_body(request.data)
         key = idempotency_key_from_headers(request.headers)
         self.check_acceptable()
-        with idempotent(owner=request.user, key=key, data=request.data) as claim:
+        with idempotent(owner=request_owner(request), key=key, data=request.data) as claim:
             if claim.replay is not None:
                 return claim.replay
             generations_bulk_create(
-                owner=request.user,
-                api_key=request.auth,
+                owner=request_owner(request),
+                api_key=request_api_key(request),
                 requests=requests,
                 before_commit=lambda creation: claim.store(
                     JsonBytesResponse(bulk_creation_data(creation, now=timezone.now())),
@@ -209,7 +210,7 @@ class GenerationListView(ApiView):
         return claim.response
 
     def get(self, request: Request) -> Response:
-        page = page_from_query(generation_list(owner=request.user), request.query_params)
+        page = page_from_query(generation_list(owner=request_owner(request)), request.query_params)
         now = timezone.now()
         return Response(
             {

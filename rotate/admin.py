@@ -6,7 +6,7 @@ lookup on any local field from the query string (`?digest__startswith=ab`), whic
 anyone who may view keys read a digest one character at a time.
 """
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -21,9 +21,11 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.formats import localize
 from django.utils.html import format_html, format_html_join
-from django.utils.timezone import template_localtime
 
-from rotate.models import ApiKey, CreditAccount, CreditEntry
+# Django's own since 1.5; django-stubs does not declare it.
+from django.utils.timezone import template_localtime  # type: ignore[attr-defined]
+
+from rotate.models import ApiKey, ApiKeyQuerySet, CreditAccount, CreditEntry
 from rotate.selectors import credit_entries
 from rotate.services import MAX_BALANCE, api_key_create, api_key_revoke, credit_grant
 
@@ -41,7 +43,7 @@ class ActiveFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
         now = timezone.now()
         if self.value() == "active":
-            return queryset.active(now=now)  # type: ignore[attr-defined]
+            return cast(ApiKeyQuerySet, queryset).active(now=now)  # ApiKey.objects' QuerySet
         if self.value() == "revoked":
             return queryset.filter(revoked_at__isnull=False)
         if self.value() == "expired":
@@ -68,15 +70,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
     actions = ["revoke_selected"]
     date_hierarchy = "created_at"
 
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
         if SECRET_FIELDS.intersection(lookup.split(LOOKUP_SEP)):
             return False
         return super().lookup_allowed(lookup, value, request)
 
-    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         if obj is None:
-            return ["owner", "name", "expires_at"]
-        return [
+            return ("owner", "name", "expires_at")
+        return (
             "owner",
             "name",
             "display_prefix",
@@ -84,7 +86,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "last_used_at",
             "expires_at",
             "revoked_at",
-        ]
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
         if obj is None:
@@ -104,7 +106,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         api_key, raw_key = api_key_create(owner=obj.owner, name=obj.name, expires_at=obj.expires_at)
         obj.pk, obj.prefix, obj.created_at = api_key.pk, api_key.prefix, api_key.created_at
         # Kept on this request only: never in a message cookie or the session.
-        request._rotate_raw_key = raw_key  # type: ignore[attr-defined]
+        request._rotate_raw_key = raw_key  # type: ignore[attr-defined]  # ours, read back below
 
     def response_add(
         self, request: HttpRequest, obj: ApiKey, post_url_continue: Any = None
@@ -167,8 +169,7 @@ class CreditAccountAdmin(ReadOnlyAdmin):
     list_display = ["owner", "balance", "updated_at"]
     search_fields = ["owner__username", "owner__email"]
     list_select_related = ["owner"]
-    fields = ["owner", "balance", "updated_at", "latest_entries"]
-    readonly_fields = fields
+    fields = readonly_fields = ("owner", "balance", "updated_at", "latest_entries")
     # The last entries of an account, on its page; all of them are one click away.
     LATEST_ENTRIES = 20
 

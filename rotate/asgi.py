@@ -33,7 +33,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Any ASGI application: Django's handler types its scope and messages as dict and Mapping.
+AsgiApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -48,6 +48,8 @@ class DatabaseCache(DjangoDatabaseCache):
             cursor.execute(update, [self._encode(value), key])
         return value
 
+    _table: str  # set by DatabaseCache.__init__; not in django-stubs
+
     def _statements(self, connection: Any) -> tuple[str | None, str, str]:
         """SQL that takes the row's lock (None: the SELECT does, FOR UPDATE), reads the
         row, and writes its value; identifiers quoted, values as parameters."""

@@ -7,7 +7,7 @@ from rotate.pagination import page_from_query
 from rotate.schema import documented
 from rotate.selectors import credit_balance, credit_entries
 from rotate.serializers import credit_entry_data
-from rotate.views import ApiView
+from rotate.views import ApiView, request_owner
 
 
 @documented
@@ -15,9 +15,8 @@ class CreditBalanceView(ApiView):
     """E8 `GET credits`."""
 
     def get(self, request: Request) -> Response:
-        return Response(
-            {"userId": str(request.user.pk), "credits": credit_balance(owner=request.user)}
-        )
+        owner = request_owner(request)
+        return Response({"userId": str(owner.pk), "credits": credit_balance(owner=owner)})
 
 
 @documented
@@ -25,7 +24,7 @@ class CreditEntryListView(ApiView):
     """E8 `GET credits/entries?page=1&pageSize=20`, newest first."""
 
     def get(self, request: Request) -> Response:
-        page = page_from_query(credit_entries(owner=request.user), request.query_params)
+        page = page_from_query(credit_entries(owner=request_owner(request)), request.query_params)
         return Response(
             {
                 "page": page.number,

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 class ApiError(exceptions.APIException):
     """An error with its own envelope code, message and title (domain errors subclass it)."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     error_code = 4001
     message = "Validation failed"
     title = "Validation Error"
@@ -163,7 +163,7 @@ def _normalise(exc: Exception) -> Exception:
     return exc
 
 
-def envelope_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response:
+def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     exc = _normalise(exc)
     response = exception_handler(exc, context)
     if response is None:

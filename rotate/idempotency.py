@@ -17,14 +17,13 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework import status
 
 from rotate.exceptions import ApiError, ValidationFailed
-from rotate.models import IdempotencyRecord
+from rotate.models import IdempotencyRecord, Owner
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotency-Replayed"
@@ -111,7 +110,7 @@ def _replay(record: IdempotencyRecord) -> HttpResponse:
     return response
 
 
-def _claim(*, owner: AbstractBaseUser, key: str, digest: str, now: datetime) -> Idempotency:
+def _claim(*, owner: Owner, key: str, digest: str, now: datetime) -> Idempotency:
     for _attempt in range(2):
         try:
             with transaction.atomic():
@@ -136,7 +135,7 @@ def _claim(*, owner: AbstractBaseUser, key: str, digest: str, now: datetime) -> 
 
 
 @contextmanager
-def idempotent(*, owner: AbstractBaseUser, key: str | None, data: Any) -> Iterator[Idempotency]:
+def idempotent(*, owner: Owner, key: str | None, data: Any) -> Iterator[Idempotency]:
     """Claim `key` for this request (409 while another holds it, 422 for another body) and
     release it unless the block stored a response; without a key, every request is new."""
     if key is None:

@@ -58,11 +58,13 @@ def is_api_path(path_info: str) -> bool:
 
 def _is_envelope(request: HttpRequest, response: HttpResponseBase) -> bool:
     """Whether the error response is already ours (a JSON envelope, or its HEAD twin)."""
-    if response.streaming or not response.get("Content-Type", "").startswith("application/json"):
+    if not isinstance(response, HttpResponse) or not response.get("Content-Type", "").startswith(
+        "application/json"
+    ):
         return False
     if request.method == "HEAD":
         return True
-    content = response.content  # type: ignore[attr-defined]
+    content = response.content
     if len(content) > _ENVELOPE_MAX_SIZE:
         return False
     try:
@@ -110,9 +112,11 @@ class ApiEnvelopeMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
+        # Sync mode: get_response is the synchronous half of GetResponse's union.
         return self.process(request, self.get_response(request))  # type: ignore[arg-type]
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        # Async mode: get_response is the coroutine half of GetResponse's union.
         return self.process(request, await self.get_response(request))  # type: ignore[misc]
 
     def process(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:

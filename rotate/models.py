@@ -3,12 +3,22 @@ append-only ledger, and idempotency records of E6."""
 
 import secrets
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+else:
+    from django.contrib.auth.base_user import AbstractBaseUser as User
+
+# The owner of keys, credits and generations: the host's AUTH_USER_MODEL. django-stubs types
+# a relation to it as the model of the settings it checks with (auth.User in
+# config.settings.test); at run time any user model passes.
+Owner = User
 
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):

@@ -31,7 +31,8 @@ class _WithoutFormatOverride:
 class AcceptOnlyContentNegotiation(DefaultContentNegotiation):
     """Renderer by `Accept` only: no `?format=`, and ranges with `q=0` are not acceptable."""
 
-    settings = _WithoutFormatOverride()
+    # Duck-typed: DRF only reads attributes of it; the stub wants its own settings class.
+    settings = _WithoutFormatOverride()  # type: ignore[assignment]
 
     def get_accept_list(self, request: Request) -> list[str]:
         # Django's own reading of a q-value: `q=0`, `q=0.0`, `q=0.000` are zero; a malformed

@@ -14,7 +14,9 @@ from typing import Any
 from django.http import HttpRequest
 from rest_framework import status
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser, get_encoding
+
+# djangorestframework-stubs leaves out this module-level helper of DRF's parsers.
+from rest_framework.parsers import JSONParser, get_encoding  # type: ignore[attr-defined]
 from rest_framework.utils import json
 
 from rotate.exceptions import ApiError, PayloadTooLarge, ValidationFailed
@@ -155,7 +157,7 @@ def request_body_load(request: HttpRequest, *, max_size: int) -> None:
     # What HttpRequest.body leaves behind once read, so DRF's parsers take these bytes
     # (and Django's DATA_UPLOAD_MAX_MEMORY_SIZE, meant for forms, does not cap the view's
     # own limit).
-    request._body = body  # type: ignore[attr-defined]
-    request._stream = io.BytesIO(body)  # type: ignore[attr-defined]
-    request._read_started = False
+    request._body = body
+    request._stream = io.BytesIO(body)
+    request._read_started = False  # type: ignore[attr-defined]  # not in django-stubs
     request.META["CONTENT_LENGTH"] = str(len(body))

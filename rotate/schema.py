@@ -53,13 +53,16 @@ class ErrorMetaSerializer(serializers.Serializer):
         required=False,
         help_text="404 only: `downloadable generations`, `generation`, `video` or `resource`.",
     )
-    required = serializers.IntegerField(
+    # A declared field: SerializerMetaclass takes it off the class, so it never shadows
+    # Field.required; the stub sees only the class attribute.
+    required = serializers.IntegerField(  # type: ignore[assignment]
         required=False, help_text="402 only: the credits the request needs."
     )
     available = serializers.IntegerField(
         required=False, help_text="402 only: the credits the balance holds."
     )
-    errors = FieldErrorSerializer(
+    # Declared field, as `required` above (not Serializer.errors).
+    errors = FieldErrorSerializer(  # type: ignore[assignment]
         many=True,
         required=False,
         help_text="400 of a body checked whole (E6): every problem, by path.",
@@ -119,6 +122,7 @@ def document_view(view: View, declarations: Callable[[], Declarations]) -> View:
     """Attach a view's OpenAPI declarations when drf-spectacular is installed."""
     if not SPECTACULAR:
         return view
+    # DRF reads `schema` off an APIView class; the View type does not declare it.
     view.schema = ApiAutoSchema()  # type: ignore[attr-defined]
     for method_name, declaration in declarations():
         handler = getattr(view, method_name)

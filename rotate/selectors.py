@@ -4,14 +4,13 @@ reconciliation of every account against its entries."""
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from rotate.conf import rotate_settings
 from rotate.keys import key_digest, key_matches, key_prefix
-from rotate.models import ApiKey, CreditAccount, CreditEntry
+from rotate.models import ApiKey, CreditAccount, CreditEntry, Owner
 
 # Compared against when no key has the presented prefix, so an unknown prefix costs the
 # same hashing work as a known one.
@@ -35,20 +34,18 @@ def api_key_get_active(*, raw_key: str, now: datetime | None = None) -> ApiKey |
     return api_key
 
 
-def credit_balance(*, owner: AbstractBaseUser) -> int:
+def credit_balance(*, owner: Owner) -> int:
     """The owner's balance; 0 without an account (none is created)."""
     balance = CreditAccount.objects.filter(owner=owner).values_list("balance", flat=True).first()
     return balance or 0
 
 
-def credit_entries(*, owner: AbstractBaseUser) -> QuerySet[CreditEntry]:
+def credit_entries(*, owner: Owner) -> QuerySet[CreditEntry]:
     """The owner's ledger, newest first."""
     return CreditEntry.objects.filter(account__owner=owner).order_by("-created_at", "-id")
 
 
-def credit_entries_for_generation(
-    *, owner: AbstractBaseUser, generation_id: int
-) -> list[CreditEntry]:
+def credit_entries_for_generation(*, owner: Owner, generation_id: int) -> list[CreditEntry]:
     """The owner's entries that name `generation_id` (its charge, its refund), oldest first.
 
     The JSON `contains` lookup where the database has it (PostgreSQL); SQLite (development)
@@ -101,8 +98,8 @@ def credit_reconcile() -> list[Mismatch]:
     )
     mismatches = []
     for account in accounts.iterator():
-        latest_balance = account.latest_entry_balance  # type: ignore[attr-defined]
-        entries_total = account.entries_total  # type: ignore[attr-defined]
+        latest_balance = account.latest_entry_balance
+        entries_total = account.entries_total
         expected_latest = 0 if latest_balance is None else latest_balance
         if account.balance != entries_total or account.balance != expected_latest:
             mismatches.append(

@@ -4,7 +4,6 @@ credits (grant, adjust, charge, refund: each one conditional UPDATE plus one led
 from collections.abc import Sequence
 from datetime import datetime
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -12,12 +11,12 @@ from django.utils import timezone
 from rotate.conf import rotate_settings
 from rotate.exceptions import InsufficientCredits
 from rotate.keys import key_digest, key_generate
-from rotate.models import ApiKey, CreditAccount, CreditEntry
+from rotate.models import ApiKey, CreditAccount, CreditEntry, Owner
 from rotate.selectors import credit_balance
 
 
 def api_key_create(
-    *, owner: AbstractBaseUser, name: str = "", expires_at: datetime | None = None
+    *, owner: Owner, name: str = "", expires_at: datetime | None = None
 ) -> tuple[ApiKey, str]:
     """Create a key; the raw key is returned here and never stored or shown again."""
     generated = key_generate()
@@ -53,7 +52,7 @@ def api_key_record_use(*, api_key: ApiKey, now: datetime | None = None) -> None:
 
 def _balance_change(
     *,
-    owner: AbstractBaseUser,
+    owner: Owner,
     amount: int,
     kind: str,
     note: str,
@@ -90,7 +89,7 @@ def _balance_change(
 MAX_BALANCE = 10**15
 
 
-def credit_grant(*, owner: AbstractBaseUser, amount: int, note: str = "") -> int:
+def credit_grant(*, owner: Owner, amount: int, note: str = "") -> int:
     """Give `owner` credits (staff, a command); returns the new balance."""
     if not 0 < amount <= MAX_BALANCE:
         raise ValueError(f"A grant must be between 1 and {MAX_BALANCE:,} credits.")
@@ -101,7 +100,7 @@ def credit_grant(*, owner: AbstractBaseUser, amount: int, note: str = "") -> int
         return _balance_change(owner=owner, amount=amount, kind=CreditEntry.Kind.GRANT, note=note)
 
 
-def credit_adjust(*, owner: AbstractBaseUser, amount: int, note: str) -> int:
+def credit_adjust(*, owner: Owner, amount: int, note: str) -> int:
     """Correct a balance by a signed amount, with a note saying why; never below zero
     (InsufficientCredits). Returns the new balance."""
     if amount == 0:
@@ -116,7 +115,7 @@ def credit_adjust(*, owner: AbstractBaseUser, amount: int, note: str) -> int:
 
 
 def credit_charge(
-    *, owner: AbstractBaseUser, amount: int, generation_ids: Sequence[int], note: str = ""
+    *, owner: Owner, amount: int, generation_ids: Sequence[int], note: str = ""
 ) -> int:
     """Debit `amount` for the generations a request creates, as one entry; returns the new
     balance, or raises InsufficientCredits and changes nothing.
@@ -139,9 +138,7 @@ def credit_charge(
     )
 
 
-def credit_refund(
-    *, owner: AbstractBaseUser, amount: int, generation_id: int, note: str = ""
-) -> bool:
+def credit_refund(*, owner: Owner, amount: int, generation_id: int, note: str = "") -> bool:
     """Give back a generation's credits, at most once ever (contract §10); True if this call
     refunded, False if the generation was already refunded (nothing changes then).
 

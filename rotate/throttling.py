@@ -99,9 +99,15 @@ class WindowThrottle(SimpleRateThrottle):
     `rate`/`num_requests`/`duration`), in `THROTTLE_CACHE`."""
 
     wait_seconds: float | None = None
+    # Set by SimpleRateThrottle.__init__ from the rate (None without one; every use checks
+    # `self.rate` first); djangorestframework-stubs does not declare them.
+    num_requests: int
+    duration: int
 
-    @property  # type: ignore[override]
-    def cache(self) -> BaseCache:
+    # The alias is resolved on each use, so a changed THROTTLE_CACHE applies; DRF's is a
+    # class attribute (the stub's writeable `cache`), never assigned by DRF or by us.
+    @property
+    def cache(self) -> BaseCache:  # type: ignore[override]
         return caches[rotate_settings.THROTTLE_CACHE]
 
     def window(self, key: str) -> Window:
@@ -117,7 +123,8 @@ class ApiKeyRateThrottle(WindowThrottle):
     scope = "api_key"
 
     def get_rate(self) -> str | None:
-        return rotate_settings.THROTTLE_RATE
+        rate: str | None = rotate_settings.THROTTLE_RATE
+        return rate
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         if not isinstance(request.auth, ApiKey):
@@ -164,7 +171,8 @@ class FailedAuthThrottle(WindowThrottle):
     scope = "failed_auth"
 
     def get_rate(self) -> str | None:
-        return rotate_settings.FAILED_AUTH_RATE
+        rate: str | None = rotate_settings.FAILED_AUTH_RATE
+        return rate
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
         address = client_address(request)

@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 
 from rotate.authentication import BearerKeyAuthentication
 from rotate.exceptions import envelope_exception_handler
+from rotate.models import ApiKey, Owner
 from rotate.negotiation import AcceptOnlyContentNegotiation
 from rotate.parsers import DepthLimitedJSONParser, request_body_load, request_has_body
 from rotate.request_ids import HEADER as REQUEST_ID_HEADER
@@ -35,6 +36,23 @@ from rotate.throttling import (
 )
 
 MEGABYTE = 1024 * 1024
+
+
+def request_owner(request: Request) -> Owner:
+    """The caller of an `ApiView`, whose permission check let only an authenticated one in."""
+    user = request.user
+    if not isinstance(user, Owner):
+        raise NotAuthenticated()
+    return user
+
+
+def request_api_key(request: Request) -> ApiKey:
+    """The API key that authenticated an `ApiView` request: each of its authentication
+    classes presents one."""
+    api_key = request.auth
+    if not isinstance(api_key, ApiKey):
+        raise NotAuthenticated()
+    return api_key
 
 
 class ApiView(APIView):
@@ -85,7 +103,7 @@ class ApiView(APIView):
             return
         if not request_has_body(request._request):
             return
-        if request.negotiator.select_parser(request, request.parsers) is None:
+        if self.get_content_negotiator().select_parser(request, request.parsers or ()) is None:
             raise UnsupportedMediaType(request.content_type)
         request_body_load(request._request, max_size=self.max_body_size)
 
@@ -111,7 +129,9 @@ class ApiView(APIView):
         if self._not_acceptable is not None:
             raise self._not_acceptable
 
-    def finalize_response(
+    # DRF's finalize_response takes and returns any HttpResponseBase (it asserts as much, and
+    # our zip and video responses are streamed ones); djangorestframework-stubs says Response.
+    def finalize_response(  # type: ignore[override]
         self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
         """Data responses (errors included) are JSON whatever `Accept` negotiated: a view's
@@ -127,7 +147,7 @@ class ApiView(APIView):
         ):
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = JSONRenderer.media_type
-        response = super().finalize_response(request, response, *args, **kwargs)
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[arg-type]
         response.setdefault("Cache-Control", "private, no-store")
         # Also set by rotate.middleware for the rest of the API prefix; here so our views
         # carry it in a site that mounts them elsewhere.

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -386,7 +387,9 @@ def _image_load(path: Path) -> tuple[Image.Image, bool]:
             rgba.thumbnail((KEY_MAX_SIDE, KEY_MAX_SIDE), Image.Resampling.LANCZOS)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise RenderFailed("image_unreadable", f"cannot read {path.name}: {exc}") from exc
-    return rgba, has_alpha and rgba.getextrema()[3][0] < 250
+    # An RGBA image's extrema are one (low, high) per band.
+    extrema = cast("tuple[tuple[int, int], ...]", rgba.getextrema())
+    return rgba, has_alpha and extrema[3][0] < 250
 
 
 def _cut_out(path: Path, what: str) -> Image.Image:
@@ -413,7 +416,8 @@ def _background_distance(pixels: np.ndarray, colour: np.ndarray) -> np.ndarray:
     luma = diff.mean(axis=-1)
     chroma = diff - luma[..., None]
     luma = np.where(luma < 0, luma * 0.5, luma)
-    return np.sqrt((chroma * chroma).sum(axis=-1) + 3 * luma * luma)
+    distance: np.ndarray = np.sqrt((chroma * chroma).sum(axis=-1) + 3 * luma * luma)
+    return distance
 
 
 def _key_plain_background(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -492,7 +496,8 @@ def _spread_along_rows(passable: np.ndarray, reached: np.ndarray) -> np.ndarray:
     runs = np.cumsum(starts, axis=None).reshape(passable.shape)
     hit = np.zeros(int(runs[-1, -1]) + 1, dtype=bool)
     hit[runs[reached]] = True
-    return passable & hit[runs]
+    connected: np.ndarray = passable & hit[runs]
+    return connected
 
 
 def _face_fit(cut: Image.Image, box: tuple[int, int]) -> Image.Image:
