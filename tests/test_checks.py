@@ -10,6 +10,10 @@ from django.test import override_settings
 
 from rotate.checks import secret_key_weakness
 
+# Model checks reach the database on Django 6.1 (JSONField asks whether the backend
+# supports JSON), as `manage.py check` does.
+pytestmark = pytest.mark.django_db
+
 LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 REDIS = {
     "default": {

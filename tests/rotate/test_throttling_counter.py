@@ -212,7 +212,7 @@ def test_api_key_throttle_window_opens_at_the_first_request(clock, api_client: A
         ("django.core.cache.backends.redis.RedisCache", []),
     ],
 )
-def test_checks_rotate_w001_warns_of_a_cache_whose_incr_is_not_atomic(backend, expected):
+def test_checks_rotate_w001_warns_of_a_cache_whose_incr_is_not_atomic(db, backend, expected):
     caches_setting = {"default": {"BACKEND": backend, "LOCATION": "somewhere"}}
     with override_settings(DEBUG=False, CACHES=caches_setting):
         deploy = [m for m in checks.run_checks(include_deployment_checks=True)]
