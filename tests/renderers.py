@@ -61,7 +61,10 @@ class CrashingRenderer(Renderer):
 
 
 class LongRenderer(Renderer):
-    """Reports progress every 10 ms for up to `seconds`, stopping when asked to."""
+    """Reports progress every 10 ms for up to `seconds`, stopping when asked to; each
+    render's ending ("stopped" or "finished") is appended to `endings`."""
+
+    endings: list[str] = []
 
     def __init__(self, *, seconds: float = 10.0, **options: Any) -> None:
         super().__init__(**options)
@@ -78,7 +81,9 @@ class LongRenderer(Renderer):
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < self.seconds:
             if should_cancel():
+                LongRenderer.endings.append("stopped")
                 raise RenderCanceled()
             progress(elapsed / self.seconds)
             time.sleep(0.01)
+        LongRenderer.endings.append("finished")
         return Path(shutil.copyfile(DEMO_VIDEO, workdir / "video.mp4"))

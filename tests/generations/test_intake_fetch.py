@@ -686,11 +686,10 @@ def test_intake_server_silent_before_the_first_byte_times_out(server, intake):
     intake(INTAKE_READ_TIMEOUT=timedelta(seconds=0.3))
     server.routes["/stall"] = lambda handler: server.stop.wait(5)
 
-    started = time.monotonic()
     error = rejected(server.url("/stall"))
 
+    # without the read timeout the server's close after 5 s would make it unreachable
     assert (error.code, error.reason) == ("image_timeout", "timed out")
-    assert time.monotonic() - started < 2
 
 
 def test_intake_server_silent_mid_body_times_out(server, intake):
@@ -743,12 +742,11 @@ def test_intake_trickling_server_hits_the_total_deadline(server, intake, head):
     )
     server.routes["/slow"] = trickle(server, head)
 
-    started = time.monotonic()
     error = rejected(server.url("/slow"))
-    elapsed = time.monotonic() - started
 
+    # each byte comes within the read timeout: only the total deadline makes it a timeout
+    # (the trickle ends after 5 s, which would read as an invalid or unreachable image)
     assert (error.code, error.reason) == ("image_timeout", "timed out")
-    assert 0.55 < elapsed < 1.5
 
 
 def test_intake_total_deadline_spans_redirects(server, intake):
@@ -763,11 +761,10 @@ def test_intake_total_deadline_spans_redirects(server, intake):
 
     server.routes["/hop"] = slow_redirect
 
-    started = time.monotonic()
     error = rejected(server.url("/hop"))
 
-    assert error.code == "image_timeout"  # each hop is fast enough, three are not
-    assert time.monotonic() - started < 1.2
+    # each hop is fast enough, three are not (without the deadline: too many redirects)
+    assert error.code == "image_timeout"
 
 
 # -- Sizes -----------------------------------------------------------------------------
