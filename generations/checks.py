@@ -1,7 +1,9 @@
 """System checks that tell a host site what is miswired in `GENERATIONS` (`manage.py check`).
 
-They read `settings.GENERATIONS` directly rather than through `generations_settings`, so a
-broken dict is reported as a check message instead of an exception at the first request.
+Each value is checked against its declaration in generations.conf (generations.E004, every
+bad value listed, not an exception at the first request; a duration that must be positive,
+once generations.E003, is one of them); the checks here compare settings with each other and
+with `STORAGES`, skipping invalid values.
 """
 
 from collections.abc import Mapping
@@ -11,19 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from generations.conf import DEFAULTS, generations_settings
-from rotate.checks import settings_shape_errors
+from generations.conf import generations_settings
 
-# Counts that must be at least 1; every other int setting must be at least 0.
-_POSITIVE_INTS = frozenset(
-    {
-        "READ_CHUNK_SIZE",
-        "MAX_DOWNLOAD_IDS",
-        "MAX_CONCURRENT_DOWNLOADS",
-        "PURGE_BATCH_SIZE",
-        "S3_READ_ATTEMPTS",
-    }
-)
 # Canned ACLs (S3; Google Cloud Storage) that let anyone fetch an object by its URL.
 _PUBLIC_ACLS = frozenset({"public-read", "public-read-write", "publicRead"})
 
@@ -33,41 +24,17 @@ def register_checks() -> None:
     register(check_generations_settings)
     register(check_storage_alias, Tags.files)
     register(check_purge_grace)
-    register(check_positive_durations)
     register(check_storage_not_public, Tags.files, Tags.security)
 
 
 def _setting(name: str) -> Any:
-    return (generations_settings.project_dict() or {}).get(name, DEFAULTS[name])
-
-
-def _settings_error(problem: str, hint: str | None = None) -> Error:
-    return Error(f"settings.GENERATIONS is invalid: {problem}", hint=hint, id="generations.E004")
-
-
-def _value_problem(key: str, value: Any) -> str | None:
-    """What is wrong with a value, judged by the type of its default."""
-    default = DEFAULTS[key]
-    if isinstance(default, timedelta) and not isinstance(value, timedelta):
-        return "must be a timedelta"
-    if isinstance(default, str) and not isinstance(value, str):
-        return "must be a str"
-    if isinstance(default, int) and not isinstance(default, bool):
-        minimum = 1 if key in _POSITIVE_INTS else 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            return "must be a positive int" if minimum else "must be an int, 0 or more"
-    return None
+    return generations_settings.value_or_none(name)
 
 
 def check_generations_settings(**kwargs: Any) -> list[CheckMessage]:
-    """generations.E004: `GENERATIONS` is not a dict, has unknown keys, or wrong value types."""
-    user, errors = settings_shape_errors(generations_settings, _settings_error)
-    for key, value in user.items():
-        if key in DEFAULTS:
-            problem = _value_problem(key, value)
-            if problem:
-                errors.append(_settings_error(f"{key} {problem}"))
-    return errors
+    """generations.E004: `GENERATIONS` is not a dict, has unknown keys, or a value its
+    declaration (type, bounds) refuses."""
+    return generations_settings.check(error_id="generations.E004")
 
 
 def check_storage_alias(**kwargs: Any) -> list[CheckMessage]:
@@ -102,29 +69,6 @@ def check_purge_grace(**kwargs: Any) -> list[CheckMessage]:
             id="generations.E002",
         )
     ]
-
-
-_POSITIVE_DURATIONS = {
-    "RETENTION": "every generation would be expired when it is created; nothing could be served.",
-    "LINK_TTL": "every signed download link would be expired when it is made.",
-    "DOWNLOAD_DEADLINE": "every download would be aborted at once.",
-}
-
-
-def check_positive_durations(**kwargs: Any) -> list[CheckMessage]:
-    """generations.E003: a duration that must be positive is not."""
-    errors: list[CheckMessage] = []
-    for key, consequence in _POSITIVE_DURATIONS.items():
-        value = _setting(key)
-        if isinstance(value, timedelta) and value <= timedelta(0):
-            errors.append(
-                Error(
-                    f"GENERATIONS[{key!r}] ({value}) must be positive.",
-                    hint=f"Otherwise {consequence}",
-                    id="generations.E003",
-                )
-            )
-    return errors
 
 
 def check_storage_not_public(**kwargs: Any) -> list[CheckMessage]:

@@ -1,85 +1,175 @@
-"""The `GENERATIONS` settings dict and its defaults."""
+"""The `GENERATIONS` settings dict: each key's default, type and bounds, checked on read and
+by `manage.py check` (generations.E004); the rules between keys are in generations.checks."""
 
+from collections.abc import Sequence
 from datetime import timedelta
 
-from rotate.app_settings import AppSettings
+from rotate.app_settings import AppSettings, Setting
+
+_ZERO = timedelta(0)
+
+
+def _host_names_problem(hosts: Sequence[object]) -> str | None:
+    return None if all(isinstance(host, str) for host in hosts) else "must hold host names"
+
 
 DEFAULTS = {
-    # The `STORAGES` alias that holds the videos.
-    "STORAGE_ALIAS": "default",
-    # How long a video is served after its generation was created.
-    "RETENTION": timedelta(hours=1),
-    # Bytes read from storage at a time while streaming.
-    "READ_CHUNK_SIZE": 1024 * 1024,
-    # The longest a download may run; it is aborted past this.
-    "DOWNLOAD_DEADLINE": timedelta(minutes=30),
-    # Downloads (E1, E2, E3 bodies) one API key may stream at once, counted in the cache
-    # named by ROTATE["THROTTLE_CACHE"] (shared by every process); past it, 429.
-    "MAX_CONCURRENT_DOWNLOADS": 8,
-    # Files are deleted this long after expiry; longer than DOWNLOAD_DEADLINE, so a download
-    # that started before expiry always finishes before its file goes.
-    "PURGE_GRACE": timedelta(minutes=45),
-    "MAX_DOWNLOAD_IDS": 100,
-    # How long a signed download link (E7) works; it also stops with its key.
-    "LINK_TTL": timedelta(minutes=5),
-    # The expiry sweep: rows per batch, wall-clock budget per run, how long a claimed row is
-    # reserved for the worker that claimed it, and the first retry delay after a failed
-    # storage delete (doubling per attempt, capped at an hour).
-    "PURGE_BATCH_SIZE": 200,
-    "PURGE_TIME_LIMIT": timedelta(seconds=50),
-    "PURGE_LEASE": timedelta(minutes=10),
-    "PURGE_RETRY_BACKOFF": timedelta(minutes=1),
-    # S3 reads (when the storage is django-storages' S3Storage): socket timeouts of every
-    # request; attempts per object without progress before a read gives up, and the first
-    # pause between them (doubling); at most how many of the next objects are requested
-    # while one streams, so per-request latency hides behind transfers even for small
-    # objects (only their headers are held; a download requests as many as twice the
-    # latency covers at its pace, so large objects or slow clients use few: 20 ms per
-    # request behind 256 KiB objects read at ~400 objects/s takes 16, see
-    # bench/s3_latency.py); and the connections kept open per process (a download uses up
-    # to 1 + S3_PREFETCH).
-    "S3_CONNECT_TIMEOUT": timedelta(seconds=5),
-    "S3_READ_TIMEOUT": timedelta(seconds=20),
-    "S3_READ_ATTEMPTS": 4,
-    "S3_RETRY_BACKOFF": timedelta(milliseconds=100),
-    "S3_PREFETCH": 32,
-    "S3_MAX_CONNECTIONS": 128,
-    # Bulk create (E6, contract §9): items per request, and the credits each created
-    # generation costs. Items whose fetch has not started INTAKE_REQUEST_BUDGET after the
-    # request began fail with `image_timeout`, so one request holds a server thread for at
-    # most that plus one fetch (INTAKE_TOTAL_TIMEOUT), whatever its 600 URLs do.
-    "MAX_BULK_GENERATIONS": 600,
-    "CREDITS_PER_GENERATION": 5,
-    "INTAKE_REQUEST_BUDGET": timedelta(seconds=90),
-    # Image intake (generations.intake): host names whose addresses are not checked (a
-    # site's own asset server; exact names, case-insensitive); images fetched at once per
-    # request; the limits of one fetch; the largest image decoded.
-    "INTAKE_ALLOWED_HOSTS": (),
-    "INTAKE_CONCURRENCY": 16,
-    "INTAKE_CONNECT_TIMEOUT": timedelta(seconds=5),
-    "INTAKE_READ_TIMEOUT": timedelta(seconds=10),
-    "INTAKE_TOTAL_TIMEOUT": timedelta(seconds=30),
-    "INTAKE_MAX_BYTES": 20 * 1000 * 1000,
-    "INTAKE_MAX_REDIRECTS": 3,
-    "INTAKE_MAX_PIXELS": 40 * 1000 * 1000,
-    "INTAKE_MAX_SIDE": 10_000,
-    # Pixels decoded at once per process, over all requests (a decoded 40 MP image holds
-    # ~160 MB): the fetches run INTAKE_CONCURRENCY at a time, the decodes within this.
-    "INTAKE_DECODE_PIXELS": 100 * 1000 * 1000,
-    # The renderer (generations.rendering): a dotted path to a Renderer subclass, and the
-    # keyword arguments it is built with.
-    "RENDERER": "generations.renderers.turntable.TurntableRenderer",
-    "RENDERER_OPTIONS": {},
-    # One render attempt may run this long (checked by the render between frames, and as
-    # Celery's soft/hard time limits where the pool enforces them); attempts per generation
-    # (a transient failure or a lost worker tries again, after RENDER_RETRY_BACKOFF, doubling);
-    # a `starting` row not claimed for RENDER_UNCLAIMED_AFTER is queued again by the watchdog;
-    # progress is written at most once per RENDER_PROGRESS_INTERVAL.
-    "RENDER_TIME_LIMIT": timedelta(minutes=10),
-    "RENDER_MAX_ATTEMPTS": 3,
-    "RENDER_RETRY_BACKOFF": timedelta(seconds=10),
-    "RENDER_UNCLAIMED_AFTER": timedelta(minutes=2),
-    "RENDER_PROGRESS_INTERVAL": timedelta(seconds=1),
+    # Storage and downloads
+    "STORAGE_ALIAS": Setting("default", doc="The `STORAGES` alias that holds the videos."),
+    "RETENTION": Setting(
+        timedelta(hours=1),
+        above=_ZERO,
+        doc="How long a video is served after its generation was created.",
+    ),
+    "READ_CHUNK_SIZE": Setting(
+        1024 * 1024, minimum=1, doc="Bytes read from storage at a time while streaming."
+    ),
+    "DOWNLOAD_DEADLINE": Setting(
+        timedelta(minutes=30),
+        above=_ZERO,
+        doc="The longest a download may run; it is aborted past this.",
+    ),
+    "MAX_CONCURRENT_DOWNLOADS": Setting(
+        8,
+        minimum=1,
+        doc="Downloads (E1, E2, E3 bodies) one API key may stream at once, counted in the "
+        'cache named by ROTATE["THROTTLE_CACHE"] (shared by every process); past it, 429.',
+    ),
+    "MAX_DOWNLOAD_IDS": Setting(
+        100, minimum=1, maximum=100, doc="Ids per download request (the contract's maximum)."
+    ),
+    "LINK_TTL": Setting(
+        timedelta(minutes=5),
+        above=_ZERO,
+        doc="How long a signed download link (E7) works; it also stops with its key.",
+    ),
+    # The expiry sweep
+    "PURGE_GRACE": Setting(
+        timedelta(minutes=45),
+        above=_ZERO,
+        doc="Files are deleted this long after expiry; longer than DOWNLOAD_DEADLINE "
+        "(generations.E002), so a download that started before expiry always finishes "
+        "before its file goes.",
+    ),
+    "PURGE_BATCH_SIZE": Setting(200, minimum=1, doc="Rows the expiry sweep claims per batch."),
+    "PURGE_TIME_LIMIT": Setting(
+        timedelta(seconds=50), above=_ZERO, doc="The expiry sweep's wall-clock budget per run."
+    ),
+    "PURGE_LEASE": Setting(
+        timedelta(minutes=10),
+        above=_ZERO,
+        doc="How long a claimed row is reserved for the worker that claimed it.",
+    ),
+    "PURGE_RETRY_BACKOFF": Setting(
+        timedelta(minutes=1),
+        minimum=_ZERO,
+        doc="The first retry delay after a failed storage delete (doubling per attempt, "
+        "capped at an hour).",
+    ),
+    # S3 reads (when the storage is django-storages' S3Storage)
+    "S3_CONNECT_TIMEOUT": Setting(
+        timedelta(seconds=5), above=_ZERO, doc="Socket connect timeout of every S3 request."
+    ),
+    "S3_READ_TIMEOUT": Setting(
+        timedelta(seconds=20), above=_ZERO, doc="Socket read timeout of every S3 request."
+    ),
+    "S3_READ_ATTEMPTS": Setting(
+        4, minimum=1, doc="Attempts per object without progress before a read gives up."
+    ),
+    "S3_RETRY_BACKOFF": Setting(
+        timedelta(milliseconds=100),
+        minimum=_ZERO,
+        doc="The first pause between S3 read attempts (doubling).",
+    ),
+    "S3_PREFETCH": Setting(
+        32,
+        minimum=0,
+        doc="At most how many of the next objects are requested while one streams, so "
+        "per-request latency hides behind transfers even for small objects (only their "
+        "headers are held; a download requests as many as twice the latency covers at its "
+        "pace, so large objects or slow clients use few: 20 ms per request behind 256 KiB "
+        "objects read at ~400 objects/s takes 16, see bench/s3_latency.py).",
+    ),
+    "S3_MAX_CONNECTIONS": Setting(
+        128,
+        minimum=1,
+        doc="S3 connections kept open per process (a download uses up to 1 + S3_PREFETCH).",
+    ),
+    # Bulk create (E6, contract §9)
+    "MAX_BULK_GENERATIONS": Setting(
+        600, minimum=1, maximum=600, doc="Items per request (the contract's maximum)."
+    ),
+    "CREDITS_PER_GENERATION": Setting(
+        5, minimum=0, doc="The credits each created generation costs."
+    ),
+    "INTAKE_REQUEST_BUDGET": Setting(
+        timedelta(seconds=90),
+        above=_ZERO,
+        doc="Items whose fetch has not started this long after the request began fail with "
+        "`image_timeout`, so one request holds a server thread for at most this plus one "
+        "fetch (INTAKE_TOTAL_TIMEOUT), whatever its 600 URLs do.",
+    ),
+    # Image intake (generations.intake)
+    "INTAKE_ALLOWED_HOSTS": Setting(
+        (),
+        kind=(list, tuple),
+        validate=_host_names_problem,
+        doc="Host names whose addresses are not checked (a site's own asset server; exact "
+        "names, case-insensitive).",
+    ),
+    "INTAKE_CONCURRENCY": Setting(16, minimum=1, doc="Images fetched at once per request."),
+    "INTAKE_CONNECT_TIMEOUT": Setting(
+        timedelta(seconds=5), above=_ZERO, doc="Connect timeout of one image fetch."
+    ),
+    "INTAKE_READ_TIMEOUT": Setting(
+        timedelta(seconds=10), above=_ZERO, doc="Read timeout of one image fetch."
+    ),
+    "INTAKE_TOTAL_TIMEOUT": Setting(
+        timedelta(seconds=30), above=_ZERO, doc="The longest one image fetch may take."
+    ),
+    "INTAKE_MAX_BYTES": Setting(20 * 1000 * 1000, minimum=1, doc="The largest image fetched."),
+    "INTAKE_MAX_REDIRECTS": Setting(3, minimum=0, doc="Redirects followed per image fetch."),
+    "INTAKE_MAX_PIXELS": Setting(
+        40 * 1000 * 1000, minimum=1, doc="The largest image decoded, in pixels."
+    ),
+    "INTAKE_MAX_SIDE": Setting(10_000, minimum=1, doc="The longest side of an image decoded."),
+    "INTAKE_DECODE_PIXELS": Setting(
+        100 * 1000 * 1000,
+        minimum=1,
+        doc="Pixels decoded at once per process, over all requests (a decoded 40 MP image "
+        "holds ~160 MB): the fetches run INTAKE_CONCURRENCY at a time, the decodes within this.",
+    ),
+    # The renderer (generations.rendering)
+    "RENDERER": Setting(
+        "generations.renderers.turntable.TurntableRenderer",
+        doc="A dotted path to a Renderer subclass.",
+    ),
+    "RENDERER_OPTIONS": Setting({}, doc="The keyword arguments the renderer is built with."),
+    "RENDER_TIME_LIMIT": Setting(
+        timedelta(minutes=10),
+        above=_ZERO,
+        doc="One render attempt may run this long (checked by the render between frames, and "
+        "as Celery's soft/hard time limits where the pool enforces them).",
+    ),
+    "RENDER_MAX_ATTEMPTS": Setting(
+        3,
+        minimum=1,
+        doc="Attempts per generation (a transient failure or a lost worker tries again, after "
+        "RENDER_RETRY_BACKOFF, doubling).",
+    ),
+    "RENDER_RETRY_BACKOFF": Setting(
+        timedelta(seconds=10), minimum=_ZERO, doc="The first pause before a render retry."
+    ),
+    "RENDER_UNCLAIMED_AFTER": Setting(
+        timedelta(minutes=2),
+        above=_ZERO,
+        doc="A `starting` row not claimed for this long is queued again by the watchdog.",
+    ),
+    "RENDER_PROGRESS_INTERVAL": Setting(
+        timedelta(seconds=1),
+        minimum=_ZERO,
+        doc="Progress is written at most once per interval.",
+    ),
 }
 
 generations_settings = AppSettings("GENERATIONS", DEFAULTS)

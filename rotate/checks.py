@@ -1,7 +1,8 @@
 """System checks that tell a host site what is miswired in `ROTATE` (`manage.py check`).
 
-They read `settings.ROTATE` directly rather than through `rotate_settings`, so a broken
-dict is reported as a check message instead of an exception at the first request.
+Each value is checked against its declaration in rotate.conf (rotate.E001, every bad value
+listed, not an exception at the first request); the checks here compare settings with each
+other and with the rest of the project (`CACHES`, `SECRET_KEY`), skipping invalid values.
 
 Two deploy checks are errors, not warnings, because each breaks a promise of the API
 outright: a throttle counted per process (each process allows the full rate), and a
@@ -9,20 +10,13 @@ outright: a throttle counted per process (each process allows the full rate), an
 `incr` is not atomic only lets concurrent requests past the limits: a warning.
 """
 
-import re
-from collections.abc import Callable, Mapping
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from rotate.app_settings import AppSettings
-from rotate.client_address import proxy_networks_parse
-from rotate.conf import DEFAULTS, rotate_settings
+from rotate.conf import rotate_settings
 
-# DRF's rate syntax, as `SimpleRateThrottle.parse_rate` reads it: "<n>/<s|m|h|d...>".
-_RATE = re.compile(r"^\d+/[smhd]\w*$")
 # Caches that each process keeps to itself (or not at all): a per-key limit counted
 # there multiplies by the number of processes, or never triggers.
 NON_SHARED_CACHES = frozenset(
@@ -59,13 +53,6 @@ _PLACEHOLDER_WORDS = (
     "your-secret",
     "development-only",
 )
-_TYPES: Mapping[str, tuple[type, ...]] = {
-    "KEY_PEPPER": (str,),
-    "THROTTLE_CACHE": (str,),
-    "LAST_USED_INTERVAL": (timedelta,),
-    "TRUSTED_PROXIES": (list, tuple),
-    "ASGI_MAX_BODY_SIZE": (int,),
-}
 
 
 def register_checks() -> None:
@@ -77,57 +64,15 @@ def register_checks() -> None:
     register(check_secret_key_is_strong, Tags.security, deploy=True)
 
 
-def settings_shape_errors(
-    app_settings: AppSettings, error: Callable[..., Error]
-) -> tuple[Mapping[str, Any], list[CheckMessage]]:
-    """The project's settings dict of an app and what is wrong with its shape (not a dict,
-    unknown keys), for the apps' settings checks, which go on to check the values."""
-    user = app_settings.project_dict()
-    if user is None:
-        return {}, [error("it must be a dict")]
-    unknown = app_settings.unknown_keys(user)
-    if not unknown:
-        return user, []
-    problem = f"unknown key(s) {', '.join(map(repr, unknown))}"
-    return user, [error(problem, hint=f"Known keys: {', '.join(app_settings.defaults)}.")]
-
-
-def _settings_error(problem: str, hint: str | None = None) -> Error:
-    return Error(f"settings.ROTATE is invalid: {problem}", hint=hint, id="rotate.E001")
-
-
 def check_rotate_settings(**kwargs: Any) -> list[CheckMessage]:
-    """rotate.E001: `ROTATE` is not a dict, has unknown keys, or a value of the wrong shape."""
-    user, errors = settings_shape_errors(rotate_settings, _settings_error)
-    for rate_key in ("THROTTLE_RATE", "FAILED_AUTH_RATE"):
-        rate = user.get(rate_key, DEFAULTS[rate_key])
-        if rate is not None and not (isinstance(rate, str) and _RATE.match(rate)):
-            errors.append(
-                _settings_error(
-                    f"{rate_key} {rate!r} is not a rate",
-                    hint='Use "<requests>/<s|min|hour|day>", e.g. "600/min", or None for no limit.',
-                )
-            )
-    proxies = user.get("TRUSTED_PROXIES", ())
-    try:
-        proxy_networks_parse(proxies if isinstance(proxies, list | tuple) else ())
-    except (TypeError, ValueError, AttributeError) as exc:
-        errors.append(_settings_error(f"TRUSTED_PROXIES: {exc}", hint="Addresses or CIDRs."))
-    for key, types in _TYPES.items():
-        if key in user and not isinstance(user[key], types):
-            errors.append(
-                _settings_error(f"{key} must be a {' or '.join(t.__name__ for t in types)}")
-            )
-    interval = user.get("LAST_USED_INTERVAL")
-    if isinstance(interval, timedelta) and interval < timedelta(0):
-        errors.append(_settings_error("LAST_USED_INTERVAL must not be negative"))
-    return errors
+    """rotate.E001: `ROTATE` is not a dict, has unknown keys, or a value its declaration
+    (type, bounds, rate syntax, addresses) refuses."""
+    return rotate_settings.check(error_id="rotate.E001")
 
 
 def _throttle_cache_alias() -> str | None:
-    user = rotate_settings.project_dict()
-    alias = (user or {}).get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
-    return alias if isinstance(alias, str) else None
+    alias: str | None = rotate_settings.value_or_none("THROTTLE_CACHE")
+    return alias
 
 
 def check_throttle_cache(**kwargs: Any) -> list[CheckMessage]:

@@ -51,13 +51,19 @@ def test_checks_manage_py_check_passes():
     ("rotate", "problem"),
     [
         ({"THROTTLE_RATES": "600/min"}, "unknown key(s) 'THROTTLE_RATES'"),
-        ({"THROTTLE_RATE": "600 per minute"}, "THROTTLE_RATE '600 per minute' is not a rate"),
-        ({"THROTTLE_RATE": "fast/min"}, "is not a rate"),
-        ({"THROTTLE_RATE": "600/year"}, "is not a rate"),
-        ({"THROTTLE_RATE": 600}, "is not a rate"),
-        ({"KEY_PEPPER": b"secret"}, "KEY_PEPPER must be a str"),
-        ({"LAST_USED_INTERVAL": 300}, "LAST_USED_INTERVAL must be a timedelta"),
-        ({"LAST_USED_INTERVAL": timedelta(seconds=-1)}, "must not be negative"),
+        (
+            {"THROTTLE_RATE": "600 per minute"},
+            "THROTTLE_RATE is '600 per minute'; it must be a rate",
+        ),
+        ({"THROTTLE_RATE": "fast/min"}, "must be a rate"),
+        ({"THROTTLE_RATE": "600/year"}, "must be a rate"),
+        ({"THROTTLE_RATE": 600}, "THROTTLE_RATE is 600; it must be a str or None"),
+        ({"KEY_PEPPER": b"secret"}, "KEY_PEPPER is b'secret'; it must be a str"),
+        ({"LAST_USED_INTERVAL": 300}, "LAST_USED_INTERVAL is 300; it must be a timedelta"),
+        ({"LAST_USED_INTERVAL": timedelta(seconds=-1)}, "it must be at least 0:00:00"),
+        ({"API_PREFIX": "api/"}, "API_PREFIX is 'api/'; it must start with \"/\""),
+        ({"ASGI_MAX_BODY_SIZE": 0}, "ASGI_MAX_BODY_SIZE is 0; it must be at least 1"),
+        ({"ASGI_MAX_BODY_SIZE": True}, "ASGI_MAX_BODY_SIZE is True; it must be an int"),
         (["THROTTLE_RATE"], "it must be a dict"),
     ],
 )
@@ -70,6 +76,21 @@ def test_checks_rotate_e001_reports_invalid_settings(rotate, problem):
     assert messages[0].level == checks.ERROR
 
 
+def test_checks_rotate_e001_reports_every_invalid_value_at_once():
+    rotate = {"THROTTLE_RATE": "fast", "KEY_PEPPER": None, "LAST_USED_INTERVAL": 300, "X": 1}
+    with override_settings(ROTATE=rotate):
+        messages = messages_with("rotate.E001")
+
+    assert [message.msg.split(": ", 1)[1].split(" ", 1)[0] for message in messages] == [
+        "unknown",
+        "KEY_PEPPER",
+        "THROTTLE_RATE",
+        "LAST_USED_INTERVAL",
+    ]
+    # the hint says what the setting is for
+    assert "once per interval" in messages[-1].hint
+
+
 @pytest.mark.parametrize(
     "rotate",
     [
@@ -78,6 +99,7 @@ def test_checks_rotate_e001_reports_invalid_settings(rotate, problem):
         {"THROTTLE_RATE": "10/s", "KEY_PEPPER": "p", "LAST_USED_INTERVAL": timedelta(0)},
         {"THROTTLE_RATE": "5000/hour", "THROTTLE_CACHE": "default"},
         {"THROTTLE_RATE": "1/day"},
+        {"TRUSTED_PROXIES": ["10.0.0.1", "172.16.0.0/12"], "ASGI_MAX_BODY_SIZE": 1},
     ],
 )
 def test_checks_rotate_accepts_valid_settings(rotate):
@@ -228,25 +250,34 @@ def test_checks_generations_e002_uses_the_defaults_for_unset_keys():
         assert messages_with("generations.E002") == []
 
 
-@pytest.mark.parametrize("key", ["RETENTION", "LINK_TTL", "DOWNLOAD_DEADLINE"])
-@pytest.mark.parametrize("value", [timedelta(0), timedelta(hours=-1)])
-def test_checks_generations_e003_reports_a_duration_that_is_not_positive(key, value):
-    with override_settings(GENERATIONS={"STORAGE_ALIAS": "videos", key: value}):
-        messages = messages_with("generations.E003")
-
-    assert len(messages) == 1
-    assert key in messages[0].msg
+def test_checks_generations_e002_is_quiet_when_a_duration_is_invalid():
+    # an invalid value is reported once, by generations.E004, not compared
+    with override_settings(GENERATIONS={"STORAGE_ALIAS": "videos", "PURGE_GRACE": 60}):
+        assert messages_with("generations.E002") == []
+        assert len(messages_with("generations.E004")) == 1
 
 
 @pytest.mark.parametrize(
     ("generations", "problem"),
     [
         ({"STORAGE": "videos"}, "unknown key(s) 'STORAGE'"),
-        ({"RETENTION": 3600}, "RETENTION must be a timedelta"),
-        ({"READ_CHUNK_SIZE": 0}, "READ_CHUNK_SIZE must be a positive int"),
-        ({"MAX_DOWNLOAD_IDS": "100"}, "MAX_DOWNLOAD_IDS must be a positive int"),
-        ({"PURGE_BATCH_SIZE": True}, "PURGE_BATCH_SIZE must be a positive int"),
-        ({"STORAGE_ALIAS": None}, "STORAGE_ALIAS must be a str"),
+        ({"RETENTION": 3600}, "RETENTION is 3600; it must be a timedelta"),
+        ({"RETENTION": timedelta(0)}, "RETENTION is datetime.timedelta(0); it must be more than"),
+        ({"LINK_TTL": timedelta(hours=-1)}, "it must be more than 0:00:00"),
+        ({"DOWNLOAD_DEADLINE": timedelta(0)}, "DOWNLOAD_DEADLINE is datetime.timedelta(0)"),
+        ({"READ_CHUNK_SIZE": 0}, "READ_CHUNK_SIZE is 0; it must be at least 1"),
+        ({"MAX_DOWNLOAD_IDS": "100"}, "MAX_DOWNLOAD_IDS is '100'; it must be an int"),
+        ({"MAX_DOWNLOAD_IDS": 101}, "MAX_DOWNLOAD_IDS is 101; it must be at most 100"),
+        ({"MAX_BULK_GENERATIONS": 601}, "MAX_BULK_GENERATIONS is 601; it must be at most 600"),
+        ({"MAX_BULK_GENERATIONS": 0}, "MAX_BULK_GENERATIONS is 0; it must be at least 1"),
+        ({"INTAKE_CONCURRENCY": 0}, "INTAKE_CONCURRENCY is 0; it must be at least 1"),
+        ({"INTAKE_MAX_REDIRECTS": -1}, "INTAKE_MAX_REDIRECTS is -1; it must be at least 0"),
+        ({"INTAKE_ALLOWED_HOSTS": "cdn.example"}, "it must be a list or tuple"),
+        ({"INTAKE_ALLOWED_HOSTS": [None]}, "it must hold host names"),
+        ({"PURGE_BATCH_SIZE": True}, "PURGE_BATCH_SIZE is True; it must be an int"),
+        ({"PURGE_RETRY_BACKOFF": timedelta(seconds=-1)}, "it must be at least 0:00:00"),
+        ({"STORAGE_ALIAS": None}, "STORAGE_ALIAS is None; it must be a str"),
+        ({"RENDERER_OPTIONS": []}, "RENDERER_OPTIONS is []; it must be a dict"),
         ("videos", "it must be a dict"),
     ],
 )
@@ -256,6 +287,20 @@ def test_checks_generations_e004_reports_invalid_settings(generations, problem):
 
     assert len(messages) == 1
     assert problem in messages[0].msg
+    assert messages[0].level == checks.ERROR
+
+
+@pytest.mark.parametrize(
+    "generations",
+    [
+        {"MAX_BULK_GENERATIONS": 1, "MAX_DOWNLOAD_IDS": 1, "CREDITS_PER_GENERATION": 0},
+        {"S3_PREFETCH": 0, "RENDER_PROGRESS_INTERVAL": timedelta(0), "INTAKE_ALLOWED_HOSTS": []},
+        {"DOWNLOAD_DEADLINE": timedelta(seconds=0.5), "RETENTION": timedelta(seconds=1)},
+    ],
+)
+def test_checks_generations_e004_accepts_valid_settings(generations):
+    with override_settings(GENERATIONS={"STORAGE_ALIAS": "videos", **generations}):
+        assert issue_ids() == []
 
 
 @pytest.mark.parametrize(

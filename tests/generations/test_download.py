@@ -421,8 +421,13 @@ def test_download_aborts_mid_stream_past_the_deadline(api_client, world, monkeyp
         body_of(response)
 
 
-def test_download_past_the_deadline_before_the_first_byte_is_an_error(api_client, world, settings):
-    settings.GENERATIONS = {**settings.GENERATIONS, "DOWNLOAD_DEADLINE": timedelta(0)}
+def test_download_past_the_deadline_before_the_first_byte_is_an_error(
+    api_client, world, monkeypatch
+):
+    # given the stream's clock (only its own) jumps an hour once the deadline is set
+    readings = iter([0.0])
+    clock = SimpleNamespace(monotonic=lambda: next(readings, 3600.0))
+    monkeypatch.setattr(generations.responses, "time", clock)
     response = get_ids(api_client, [world["ready"].pk])
     assert response.status_code == 500
     assert response.json()["error"]["code"] == 5000

@@ -4,9 +4,11 @@ Responses here are held unread, as a client that never reads holds them on a ser
 gunicorn tests (test_download_slots_e2e.py) hold real connections.
 """
 
+import functools
 import gc
+import itertools
 import logging
-from datetime import timedelta
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
@@ -16,6 +18,7 @@ from django.test import RequestFactory
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+import generations.responses
 from generations.archive import ArchiveReadError
 from generations.checks import check_generations_settings
 from generations.download_slots import RETRY_AFTER_SECONDS
@@ -125,12 +128,15 @@ def test_download_slot_frees_on_a_storage_failure_mid_stream(api_client, user, c
     assert download(api_client, ok).status_code == 200
 
 
-def test_download_slot_frees_on_an_error_before_the_first_byte(api_client, video, settings):
-    # a deadline already passed: the 500 envelope, and no slot kept
-    settings.GENERATIONS = {**settings.GENERATIONS, "DOWNLOAD_DEADLINE": timedelta(0)}
-    for _ in range(LIMIT + 1):
-        assert download(api_client, video).status_code == 500
-    settings.GENERATIONS = {**settings.GENERATIONS, "DOWNLOAD_DEADLINE": timedelta(minutes=5)}
+def test_download_slot_frees_on_an_error_before_the_first_byte(api_client, video, monkeypatch):
+    # given the stream's clock (only its own) advances an hour at every reading, so each
+    # download's deadline has passed before its first byte
+    clock = SimpleNamespace(monotonic=functools.partial(next, itertools.count(0.0, 3600.0)))
+    with monkeypatch.context() as patch:
+        patch.setattr(generations.responses, "time", clock)
+        # then each gets the 500 envelope, and no slot is kept
+        for _ in range(LIMIT + 1):
+            assert download(api_client, video).status_code == 500
     hold(api_client, video, LIMIT)
 
 
@@ -184,9 +190,12 @@ def test_download_without_a_key_is_not_capped(user, video, admin_user):
     assert {response.status_code for response in responses} == {200}
 
 
-@pytest.mark.parametrize("value", [0, -1, "8", True])
-def test_max_concurrent_downloads_must_be_a_positive_int(settings, value):
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [(0, "at least 1"), (-1, "at least 1"), ("8", "an int"), (True, "an int")],
+)
+def test_max_concurrent_downloads_must_be_a_positive_int(settings, value, problem):
     settings.GENERATIONS = {**settings.GENERATIONS, "MAX_CONCURRENT_DOWNLOADS": value}
     [error] = check_generations_settings()
     assert error.id == "generations.E004"
-    assert "MAX_CONCURRENT_DOWNLOADS must be a positive int" in error.msg
+    assert f"MAX_CONCURRENT_DOWNLOADS is {value!r}; it must be {problem}" in error.msg

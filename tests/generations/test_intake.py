@@ -479,9 +479,7 @@ def test_pixel_budget_bounds_what_is_decoded_at_once():
 
 
 def test_an_image_over_the_decoding_budget_waits_to_be_alone_not_forever(settings):
-    from generations.conf import DEFAULTS
-
-    settings.GENERATIONS = {**DEFAULTS, "INTAKE_DECODE_PIXELS": 1}
+    settings.GENERATIONS = {**settings.GENERATIONS, "INTAKE_DECODE_PIXELS": 1}
     accepted = image_accept(data_url(png_bytes(size=(30, 20))))
     assert (accepted.width, accepted.height) == (30, 20)
     accepted.file.close()

@@ -1,10 +1,12 @@
-"""Tests of the per-app settings dicts: defaults, overrides, validation and reload."""
+"""Tests of the per-app settings dicts: declarations, defaults, overrides, validation and
+reload."""
 
 import json
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.test import override_settings
@@ -12,16 +14,20 @@ from django.test import override_settings
 from generations.conf import generations_settings
 from rotate import conf as rotate_conf
 from rotate import selectors, services, throttling
-from rotate.app_settings import AppSettings
+from rotate.app_settings import AppSettings, Setting
 from rotate.conf import rotate_settings
 
-DEFAULTS = {"COLOUR": "red", "SIZE": 3, "LOADER": "json.loads"}
+DEFAULTS = {
+    "COLOUR": Setting("red", choices=("red", "green", "blue")),
+    "SIZE": Setting(3, minimum=1, maximum=9),
+    "LOADER": Setting("json.loads", import_string=True),
+}
 
 
 @pytest.fixture
 def demo_settings() -> Iterator[AppSettings]:
     """An AppSettings over a setting the project does not define."""
-    app_settings = AppSettings("ROTATE_TEST_DEMO", DEFAULTS, import_strings=frozenset({"LOADER"}))
+    app_settings = AppSettings("ROTATE_TEST_DEMO", DEFAULTS)
     yield app_settings
     setting_changed.disconnect(app_settings._on_setting_changed)
 
@@ -75,6 +81,110 @@ def test_app_settings_unknown_key_is_improperly_configured(demo_settings: AppSet
 def test_app_settings_unknown_attribute_is_an_attribute_error(demo_settings: AppSettings) -> None:
     with pytest.raises(AttributeError):
         _ = demo_settings.NOT_A_SETTING
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "problem"),
+    [
+        (Setting(3), "3", "must be an int"),
+        (Setting(3), True, "must be an int"),
+        (Setting(3), 3.0, "must be an int"),
+        (Setting(3, minimum=1), 0, "must be at least 1"),
+        (Setting(3, maximum=600), 601, "must be at most 600"),
+        (Setting(timedelta(1), above=timedelta(0)), timedelta(0), "must be more than 0:00:00"),
+        (Setting(timedelta(1), minimum=timedelta(0)), timedelta(-1), "must be at least 0:00:00"),
+        (Setting("a", choices=("a", "b")), "c", "must be one of 'a', 'b'"),
+        (Setting("a"), None, "must be a str"),
+        (Setting("a", kind=(str, type(None))), 1, "must be a str or None"),
+        (Setting((), kind=(list, tuple)), "x", "must be a list or tuple"),
+        (Setting(False), 0, "must be a bool"),
+        (Setting("/x", validate=lambda v: None if v[0] == "/" else "bad"), "x", "bad"),
+    ],
+)
+def test_setting_problem_refuses(setting: Setting, value: object, problem: str) -> None:
+    assert setting.problem(value) == problem
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        (Setting(3, minimum=1, maximum=600), 1),
+        (Setting(3, minimum=1, maximum=600), 600),
+        (Setting(timedelta(1), above=timedelta(0)), timedelta(microseconds=1)),
+        (Setting("a", kind=(str, type(None)), validate=lambda v: "never"), None),
+        (Setting((), kind=(list, tuple)), ["x"]),
+        (Setting(True), False),
+        (Setting(1.5, kind=(int, float)), 2),
+    ],
+)
+def test_setting_problem_accepts(setting: Setting, value: object) -> None:
+    assert setting.problem(value) is None
+
+
+@pytest.mark.parametrize("app_settings", [rotate_settings, generations_settings])
+def test_app_settings_every_default_satisfies_its_declaration(app_settings: AppSettings) -> None:
+    problems = {
+        key: declaration.problem(declaration.default)
+        for key, declaration in app_settings.declarations.items()
+    }
+    assert {key: problem for key, problem in problems.items() if problem} == {}
+
+
+@pytest.mark.parametrize(
+    ("user", "message"),
+    [
+        ({"SIZE": 10}, "settings.ROTATE_TEST_DEMO['SIZE'] is 10; it must be at most 9"),
+        ({"SIZE": "3"}, "settings.ROTATE_TEST_DEMO['SIZE'] is '3'; it must be an int"),
+        ({"COLOUR": "pink"}, "['COLOUR'] is 'pink'; it must be one of 'red', 'green', 'blue'"),
+    ],
+)
+def test_app_settings_invalid_value_is_improperly_configured_on_read(
+    demo_settings: AppSettings, user: dict[str, object], message: str
+) -> None:
+    key = next(iter(user))
+    with (
+        override_settings(ROTATE_TEST_DEMO=user),
+        pytest.raises(ImproperlyConfigured) as raised,
+    ):
+        getattr(demo_settings, key)
+
+    assert message in str(raised.value)
+
+
+def test_app_settings_invalid_value_spoils_only_its_own_key(demo_settings: AppSettings) -> None:
+    with override_settings(ROTATE_TEST_DEMO={"SIZE": 0, "COLOUR": "blue"}):
+        assert demo_settings.COLOUR == "blue"
+        assert demo_settings.value_or_none("SIZE") is None
+        assert demo_settings.value_or_none("COLOUR") == "blue"
+        with pytest.raises(ImproperlyConfigured):
+            _ = demo_settings.SIZE
+
+
+def test_app_settings_not_a_dict_is_improperly_configured(demo_settings: AppSettings) -> None:
+    with (
+        override_settings(ROTATE_TEST_DEMO=["SIZE"]),
+        pytest.raises(ImproperlyConfigured, match="must be a dict"),
+    ):
+        _ = demo_settings.SIZE
+
+
+def test_app_settings_check_reports_every_problem(demo_settings: AppSettings) -> None:
+    with override_settings(ROTATE_TEST_DEMO={"SIZE": 0, "COLOUR": "pink", "SHAPE": "round"}):
+        errors = demo_settings.check(error_id="demo.E001")
+
+    assert [(error.level, error.id) for error in errors] == [(checks.ERROR, "demo.E001")] * 3
+    assert [error.msg for error in errors] == [
+        "settings.ROTATE_TEST_DEMO is invalid: unknown key(s) 'SHAPE'",
+        "settings.ROTATE_TEST_DEMO is invalid: COLOUR is 'pink'; it must be one of "
+        "'red', 'green', 'blue'",
+        "settings.ROTATE_TEST_DEMO is invalid: SIZE is 0; it must be at least 1",
+    ]
+    assert errors[0].hint == "Known keys: COLOUR, SIZE, LOADER."
+
+
+def test_app_settings_check_is_quiet_for_valid_settings(demo_settings: AppSettings) -> None:
+    with override_settings(ROTATE_TEST_DEMO={"SIZE": 9, "LOADER": "json.dumps"}):
+        assert demo_settings.check(error_id="demo.E001") == []
 
 
 def test_rotate_settings_defaults() -> None:

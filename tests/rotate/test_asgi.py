@@ -192,5 +192,5 @@ def test_asgi_max_body_size_setting_must_be_an_int():
     messages = [m for m in check_rotate_settings() if m.id == "rotate.E001"]
 
     assert [m.msg for m in messages] == [
-        "settings.ROTATE is invalid: ASGI_MAX_BODY_SIZE must be a int"
+        "settings.ROTATE is invalid: ASGI_MAX_BODY_SIZE is '64MB'; it must be an int"
     ]
