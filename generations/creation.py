@@ -142,6 +142,40 @@ def _stored_names(outcomes: Sequence[_AcceptedItem | FailedItem]) -> list[str]:
     ]
 
 
+def _create_and_charge(
+    *, owner: Owner, api_key: ApiKey | None, items: Sequence[_AcceptedItem], note: str = ""
+) -> tuple[list[Generation], int, int]:
+    """Inside the caller's transaction: one row per item (one bulk insert), one charge for
+    all of them, their renders queued for after the commit. Returns the rows, the credits
+    charged and the balance after."""
+    price = generations_settings.CREDITS_PER_GENERATION
+    now = timezone.now()
+    generations = Generation.objects.bulk_create(
+        [
+            Generation(
+                owner=owner,
+                api_key=api_key,
+                external_id=item.request.external_id,
+                description=item.request.description,
+                image=item.image,
+                end_image=item.end_image,
+                credits=price,
+                created_at=now,
+                expires_at=now + generations_settings.RETENTION,
+            )
+            for item in items
+        ]
+    )
+    charged = price * len(generations)
+    if charged:
+        ids = [generation.pk for generation in generations]
+        balance = credit_charge(owner=owner, amount=charged, generation_ids=ids, note=note)
+    else:
+        balance = credit_balance(owner=owner)
+    render_enqueue_on_commit(generation.pk for generation in generations)
+    return generations, charged, balance
+
+
 def generations_bulk_create(
     *,
     owner: Owner,
@@ -158,37 +192,12 @@ def generations_bulk_create(
     outcomes = _accept_all(requests, owner_id=owner.pk)
     accepted = [outcome for outcome in outcomes if isinstance(outcome, _AcceptedItem)]
     failed = [outcome for outcome in outcomes if isinstance(outcome, FailedItem)]
-    price = generations_settings.CREDITS_PER_GENERATION
-    now = timezone.now()
     try:
         with transaction.atomic():
-            generations = Generation.objects.bulk_create(
-                [
-                    Generation(
-                        owner=owner,
-                        api_key=api_key,
-                        external_id=item.request.external_id,
-                        description=item.request.description,
-                        image=item.image,
-                        end_image=item.end_image,
-                        credits=price,
-                        created_at=now,
-                        expires_at=now + generations_settings.RETENTION,
-                    )
-                    for item in accepted
-                ]
+            generations, charged, balance = _create_and_charge(
+                owner=owner, api_key=api_key, items=accepted
             )
-            charged = price * len(generations)
-            if charged:
-                balance = credit_charge(
-                    owner=owner,
-                    amount=charged,
-                    generation_ids=[generation.pk for generation in generations],
-                )
-            else:
-                balance = credit_balance(owner=owner)
             creation = BulkCreation(generations, failed, charged, balance)
-            render_enqueue_on_commit(generation.pk for generation in generations)
             if before_commit is not None:
                 before_commit(creation)
     except BaseException:
@@ -202,7 +211,6 @@ def generation_recreate(*, source: Generation) -> Generation:
     (InsufficientCredits if the balance falls short) and queued after the commit. Support
     staff retry a failed generation this way: the failed one keeps its refund, the ledger
     stays one charge and at most one refund per generation."""
-    price = generations_settings.CREDITS_PER_GENERATION
     copies: list[str] = []
     try:
         for field in (source.image, source.end_image):
@@ -215,27 +223,19 @@ def generation_recreate(*, source: Generation) -> Generation:
                         image_upload_to(source.owner_id), File(original), max_length=255
                     )
                 )
-        now = timezone.now()
+        request = GenerationRequest(
+            index=0,
+            image_url="",
+            external_id=source.external_id,
+            description=source.description,
+        )
         with transaction.atomic():
-            generation = Generation.objects.create(
-                owner_id=source.owner_id,
-                api_key_id=source.api_key_id,
-                external_id=source.external_id,
-                description=source.description,
-                image=copies[0],
-                end_image=copies[1],
-                credits=price,
-                created_at=now,
-                expires_at=now + generations_settings.RETENTION,
+            (generation,), _, _ = _create_and_charge(
+                owner=source.owner,
+                api_key=source.api_key,
+                items=[_AcceptedItem(request, *copies)],
+                note=f"retry of generation {source.pk}",
             )
-            if price:
-                credit_charge(
-                    owner=source.owner,
-                    amount=price,
-                    generation_ids=[generation.pk],
-                    note=f"retry of generation {source.pk}",
-                )
-            render_enqueue_on_commit([generation.pk])
     except BaseException:
         _delete_stored(copies)
         raise
