@@ -137,19 +137,17 @@ def test_aiter_off_event_loop_cancels_a_stalled_response_at_its_time_limit():
             thrown.append(exc)
             raise
 
-    async def scenario() -> float:
+    async def scenario() -> None:
         async def consume() -> None:  # as Django's handler does
             async with contextlib.aclosing(aiter_off_event_loop(chunks(), time_limit=0.2)) as body:
                 async for _ in body:
                     await asyncio.sleep(60)  # a client that stopped reading: send never returns
 
-        started = time.monotonic()
+        # cancelled by the time limit, not by wait_for's own timeout (a TimeoutError)
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(asyncio.create_task(consume()), timeout=10)
-        return time.monotonic() - started
 
-    elapsed = asyncio.run(scenario())
-    assert 0.2 <= elapsed < 5
+    asyncio.run(scenario())
     assert [type(exc) for exc in thrown] == [DownloadDeadlineExceeded]
 
 
@@ -336,19 +334,16 @@ def test_asgi_client_that_stops_reading_is_cut_off_at_the_deadline(
         if message.get("body"):
             await asyncio.sleep(60)  # nor reads: the server's send never returns
 
-    async def serve() -> float:
-        started = time.monotonic()
+    async def serve() -> None:
         # Django 5 ends the cancelled response task itself; Django 6 sends the response in
         # the handler's own task, so the cancellation reaches the server, which closes the
-        # connection
+        # connection (wait_for's own timeout would raise TimeoutError instead)
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(ASGIHandler()(scope, receive, send), timeout=20)
-        return time.monotonic() - started
 
     with caplog.at_level(logging.ERROR, logger="generations.responses"):
-        elapsed = async_to_sync(serve)()
+        async_to_sync(serve)()
     # then the handler gave up at the deadline, before the last body message
-    assert 0.5 <= elapsed < 10
     bodies = [message for message in messages if message["type"] == "http.response.body"]
     assert bodies
     assert all(message.get("more_body") for message in bodies)
