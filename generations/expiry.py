@@ -10,7 +10,7 @@ orphaned file nor a `succeeded` row without one.
 
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
@@ -38,14 +38,12 @@ class SweepResult:
 @dataclass(frozen=True)
 class _Claim:
     pk: int
-    video: str
-    image: str
-    end_image: str
     purge_attempts: int
+    names: tuple[str, ...]  # one per Generation.FILE_FIELDS, "" where the field is empty
 
     @property
     def files(self) -> list[str]:
-        return [name for name in (self.video, self.image, self.end_image) if name]
+        return [name for name in self.names if name]
 
 
 def _claim_batch(*, cutoff: datetime, now: datetime, batch_size: int) -> list[_Claim]:
@@ -53,8 +51,8 @@ def _claim_batch(*, cutoff: datetime, now: datetime, batch_size: int) -> list[_C
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
-        rows = due.values_list(*(field.name for field in fields(_Claim)))[:batch_size]
-        candidates = [_Claim(*row) for row in rows]
+        rows = due.values_list("pk", "purge_attempts", *Generation.FILE_FIELDS)[:batch_size]
+        candidates = [_Claim(pk, attempts, tuple(names)) for pk, attempts, *names in rows]
         lease_until = now + generations_settings.PURGE_LEASE
         claimed = []
         for candidate in candidates:
@@ -90,9 +88,10 @@ def _purge(claim: _Claim, *, now: datetime) -> bool:
             purge_attempts=attempts, purge_retry_at=now + backoff
         )
         return False
-    Generation.objects.filter(
-        pk=claim.pk, video=claim.video, image=claim.image, end_image=claim.end_image
-    ).update(video="", image="", end_image="", purge_attempts=0, purge_retry_at=None)
+    unchanged = dict(zip(Generation.FILE_FIELDS, claim.names, strict=True))
+    Generation.objects.filter(pk=claim.pk, **unchanged).update(
+        **dict.fromkeys(Generation.FILE_FIELDS, ""), purge_attempts=0, purge_retry_at=None
+    )
     return True
 
 

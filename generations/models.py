@@ -41,7 +41,7 @@ class GenerationQuerySet(models.QuerySet["Generation"]):
         not leased or backing off."""
         return (
             self.filter(expires_at__lte=cutoff)
-            .exclude(status=Generation.Status.EXPIRED, video="", image="", end_image="")
+            .exclude(status=Generation.Status.EXPIRED, **dict.fromkeys(Generation.FILE_FIELDS, ""))
             .filter(Q(purge_retry_at__isnull=True) | Q(purge_retry_at__lte=now))
         )
 
@@ -56,6 +56,8 @@ class Generation(models.Model):
         EXPIRED = "expired"
 
     IN_PROGRESS = frozenset({Status.STARTING, Status.ROTATING})
+    # Every field naming a stored blob: what expiry deletes and what the orphan scan keeps.
+    FILE_FIELDS = ("video", "image", "end_image")
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations"
@@ -137,7 +139,7 @@ class Generation(models.Model):
     @property
     def stored_files(self) -> list[str]:
         """The storage names this row holds: its video and its input images."""
-        return [file.name for file in (self.video, self.image, self.end_image) if file.name]
+        return [name for field in self.FILE_FIELDS if (name := getattr(self, field).name)]
 
     def status_at(self, now: datetime) -> str:
         """The status a client sees: past `expires_at` it is `expired`, sweep or not."""

@@ -31,7 +31,7 @@ def orphan_videos_find(*, now: datetime, grace: timedelta) -> list[str]:
     """
     referenced = {
         name
-        for row in Generation.objects.values_list("video", "image", "end_image")
+        for row in Generation.objects.values_list(*Generation.FILE_FIELDS)
         for name in row
         if name
     }
