@@ -1,7 +1,6 @@
-"""OpenAPI of the generation endpoints for drf-spectacular (optional): one extension per
-view, the signed-link scheme and the HEAD hook. Imported by `GenerationsConfig.ready()` only
-when drf-spectacular is installed; no view imports it. The envelope, the bearer scheme and
-the helpers are the platform's (rotate.schema)."""
+"""OpenAPI of the generation endpoints for drf-spectacular (optional): one extension per view,
+the signed-link scheme, the HEAD hook. Imported only by `GenerationsConfig.ready()`, when
+drf-spectacular is installed. Envelope, bearer scheme and helpers: rotate.schema."""
 
 import copy
 from collections.abc import Set

@@ -198,6 +198,22 @@ def test_openapi_download_cap_is_a_documented_429(schema, path, method):
     assert examples["ConcurrentDownloads"]["value"]["error"]["code"] == 4005
 
 
+def test_openapi_error_examples_are_what_the_handler_sends(schema, api_client):
+    # Given the documented examples of E1's 400 and 401
+    responses = operation(schema, "generations/download", "post")["responses"]
+    too_many = responses["400"]["content"][JSON]["examples"]["TooManyIDs"]["value"]
+    unauthorised = responses["401"]["content"][JSON]["examples"]["Unauthorised"]["value"]
+
+    # When the same requests are sent
+    body = {"videoIds": list(range(1, 102))}
+    sent_too_many = api_client.post(f"{API_PREFIX}generations/download", body, format="json")
+    sent_unauthorised = APIClient().post(f"{API_PREFIX}generations/download", body, format="json")
+
+    # Then the bodies are the examples
+    assert sent_too_many.json() == too_many
+    assert sent_unauthorised.json() == unauthorised
+
+
 def test_openapi_every_operation_with_a_body_documents_413(schema):
     with_body = [
         operation_
