@@ -20,6 +20,7 @@ from rest_framework.test import APIClient
 from generations import views
 from rotate import credit_views
 from tests.e2e_server import start_gunicorn
+from tests.processes import stop_process
 
 API_PREFIX = "/api/v1/"
 JSON = "application/json"
@@ -337,8 +338,7 @@ def test_openapi_schemathesis_finds_no_failure(tmp_path, monkeypatch):
             check=False,
         )
     finally:
-        process.terminate()
-        process.wait(timeout=60)  # graceful_timeout (30 s): E6 fetches may still run
+        stop_process(process, timeout=60)  # graceful_timeout (30 s): E6 fetches may still run
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:]
     assert "12 selected / 12 total" in output

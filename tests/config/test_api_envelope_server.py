@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.e2e_server import LiveServer, start_gunicorn
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -38,8 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, temp_dir: Path) -> Iterator
         tmp_path_factory.mktemp("api-envelope"), env={"DEBUG": "1", "TMPDIR": str(temp_dir)}
     )
     yield live
-    process.terminate()
-    process.wait(timeout=40)
+    stop_process(process, timeout=40)
 
 
 def port_of(server: LiveServer) -> int:

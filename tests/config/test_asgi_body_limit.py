@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_server import LiveServer, start_uvicorn
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -55,8 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmpdir.mkdir()
     live, process = start_uvicorn(work, env={"TMPDIR": str(tmpdir)})
     yield Server(live, process.pid, tmpdir)
-    process.terminate()
-    process.wait(timeout=40)
+    stop_process(process, timeout=40)
 
 
 def head(path: str, headers: dict[str, str]) -> bytes:

@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import require_executable
 from tests.e2e_server import LiveServer, start_gunicorn, start_nginx
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -58,8 +59,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     proxy_port, proxy = start_nginx(nginx, work, upstream)
     yield Stack(app, proxy_port, gunicorn_log, work / "nginx-access.log")
     for process in (proxy, gunicorn):
-        process.terminate()
-        process.wait(timeout=40)
+        stop_process(process, timeout=40)
 
 
 def test_nginx_e7_link_keeps_the_port_the_client_used(stack):

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.e2e_server import LiveServer, start_gunicorn
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -25,8 +26,7 @@ DEMO_BODY = Path(__file__).resolve().parents[2] / "config" / "demo" / "generatio
 def server(tmp_path_factory):
     live, process = start_gunicorn(tmp_path_factory.mktemp("e2e-create"))
     yield live
-    process.terminate()
-    process.wait(timeout=10)
+    stop_process(process, timeout=10)
 
 
 def create(server: LiveServer, body: bytes, **headers: str) -> http.client.HTTPResponse:

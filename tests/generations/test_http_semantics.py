@@ -9,6 +9,7 @@ import urllib.parse
 import pytest
 
 from tests.e2e_server import LiveServer, start_gunicorn
+from tests.processes import stop_process
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +19,7 @@ def server(tmp_path_factory):
         tmp_path_factory.mktemp("http"), "--keep-alive", "5", "--worker-connections", "64"
     )
     yield live
-    process.terminate()
-    process.wait(timeout=10)
+    stop_process(process, timeout=10)
 
 
 def connect(server: LiveServer) -> tuple[http.client.HTTPConnection, str]:
