@@ -16,6 +16,7 @@ from PIL import Image
 
 from tests.e2e_server import LiveServer, start_gunicorn
 from tests.processes import stop_process
+from tests.rotate.envelopes import assert_envelope_body
 
 pytestmark = pytest.mark.e2e
 
@@ -116,7 +117,7 @@ def test_body_over_64_mb_is_413_before_it_is_read(server):
     connection.endheaders(b'{"generations": [')
     response = connection.getresponse()
     assert response.status == 413
-    assert json.loads(response.read())["error"]["code"] == 4011
+    assert_envelope_body(json.loads(response.read()), code=4011)
 
 
 def _png() -> bytes:
