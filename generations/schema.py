@@ -719,7 +719,8 @@ def _link_operations() -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------
-# One extension per view: drf-spectacular documents `documented_view(...)` instead of it
+# One extension per view: drf-spectacular documents `documented_view(...)` instead of it.
+# A new view gets its own class here, `target_class` naming it by dotted path.
 # ------------------------------------------------------------------------------
 class GenerationDownloadViewSchema(OpenApiViewExtension):
     target_class = "generations.views.GenerationDownloadView"

@@ -243,7 +243,8 @@ def errors(table: dict[int, Any], codes: Sequence[int]) -> dict[tuple[int, str],
 
 
 # ------------------------------------------------------------------------------
-# One extension per view: drf-spectacular documents `documented_view(...)` instead of it
+# One extension per view: drf-spectacular documents `documented_view(...)` instead of it.
+# A new view gets its own class here, `target_class` naming it by dotted path.
 # ------------------------------------------------------------------------------
 class CreditBalanceViewSchema(OpenApiViewExtension):
     target_class = "rotate.credit_views.CreditBalanceView"

@@ -46,6 +46,30 @@ def manage(*args: str, env: dict[str, str]) -> str:
     return python("manage.py", *args, env=env)
 
 
+def project_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a reference-project process of its own: the local settings on a
+    SQLite file and a media root (local storage) in `workdir`."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(workdir / "media"),
+        **extra,
+    }
+
+
+def worker_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """`project_env` for Celery processes: beat's schedule in `workdir`, and the test Redis
+    as broker when there is one, else a SQLite broker in `workdir`."""
+    return project_env(
+        workdir,
+        CELERY_BEAT_SCHEDULE_FILENAME=str(workdir / "beat-schedule"),
+        CELERY_BROKER_URL=os.environ.get("REDIS_URL")
+        or f"sqla+sqlite:///{workdir / 'broker.sqlite3'}",
+        **extra,
+    )
+
+
 _CREATE_GENERATION = (
     "from django.contrib.auth import get_user_model;"
     "from generations.services import generation_create;"
@@ -61,16 +85,7 @@ def _serve(
 ) -> tuple[LiveServer, subprocess.Popen]:
     """Seed the demo data into `workdir`, then run `python -m <server_args(port)>`."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(workdir / "media"),
-        "PORT": str(port),
-        "DEBUG": "0",
-        "WEB_CONCURRENCY": "1",
-        **(extra_env or {}),
-    }
+    env = project_env(workdir, PORT=str(port), DEBUG="0", WEB_CONCURRENCY="1", **(extra_env or {}))
     env.pop("REDIS_URL", None)
     manage("migrate", "--noinput", env=env)
     manage("createcachetable", env=env)  # as `make migrate`: the cache all workers share

@@ -378,6 +378,19 @@ print("ok")
     assert result.stdout.strip() == "ok", result.stderr
 
 
+def test_openapi_every_api_view_has_its_extension():
+    """A new view gets one `OpenApiViewExtension` beside the others (rotate/schema.py or
+    generations/schema.py), or it is documented from guesses."""
+    undocumented = sorted(
+        pattern.callback.cls.__name__
+        for regex, pattern in iter_routes(get_resolver().url_patterns)
+        if simplify_regex(regex).startswith(API_PREFIX)
+        and OpenApiViewExtension.get_match(pattern.callback) is None
+    )
+
+    assert undocumented == []
+
+
 def test_openapi_schema_modules_are_loaded_by_the_apps():
     # Given the apps are ready (drf-spectacular installed), their extensions are registered.
     registered = {extension.__name__ for extension in OpenApiViewExtension._registry}
