@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django import urls
 from django.contrib.admindocs.views import simplify_regex
 from django.core.management import call_command
 from django.urls import URLPattern, URLResolver, get_resolver
 from drf_spectacular.extensions import OpenApiViewExtension
+from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from generations import views
@@ -389,6 +391,23 @@ def test_openapi_every_api_view_has_its_extension():
     )
 
     assert undocumented == []
+
+
+def test_openapi_views_use_our_schema_class_whatever_the_hosts_default(settings):
+    # given only our URLs, generated under the project's DEFAULT_SCHEMA_CLASS
+    patterns = [
+        urls.path("api/v1/", urls.include("generations.urls")),
+        urls.path("api/v1/", urls.include("rotate.urls")),
+    ]
+    ours = SchemaGenerator(patterns=patterns).get_schema(request=None, public=True)
+
+    # when a host leaves DRF's own default (which drf-spectacular cannot use)
+    settings.REST_FRAMEWORK = {}
+    hosts = SchemaGenerator(patterns=patterns).get_schema(request=None, public=True)
+
+    # then our operations come out the same
+    assert hosts == ours
+    assert hosts["paths"]["/api/v1/generations/download"]["post"]["requestBody"]["required"]
 
 
 def test_openapi_schema_modules_are_loaded_by_the_apps():
