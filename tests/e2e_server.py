@@ -85,7 +85,9 @@ def _serve(
 ) -> tuple[LiveServer, subprocess.Popen]:
     """Seed the demo data into `workdir`, then run `python -m <server_args(port)>`."""
     port = free_port()
-    env = project_env(workdir, PORT=str(port), DEBUG="0", WEB_CONCURRENCY="1", **(extra_env or {}))
+    # the caller's `extra_env` overrides these defaults
+    defaults = {"PORT": str(port), "DEBUG": "0", "WEB_CONCURRENCY": "1"}
+    env = project_env(workdir, **{**defaults, **(extra_env or {})})
     env.pop("REDIS_URL", None)
     manage("migrate", "--noinput", env=env)
     manage("createcachetable", env=env)  # as `make migrate`: the cache all workers share
