@@ -1,37 +1,13 @@
-"""Process helpers shared by `make bench` and `make reliability`: ports, process trees, /proc.
+"""Process measurements shared by `make bench` and `make reliability`: process trees, CPU,
+memory and open files, from /proc. Ports and starting/stopping servers: tests/processes.py.
 
 Standard library only; Linux (/proc) only.
 """
 
 import os
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(
-    port: int, process: subprocess.Popen | None = None, timeout: float = 20.0
-) -> None:
-    """Return once something accepts on `port`; raise if `process` exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def process_tree(pid: int) -> list[int]:

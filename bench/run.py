@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from processes import cpu_seconds, free_port, peak_rss_mb, process_tree, wait_for_port
+from processes import cpu_seconds, peak_rss_mb, process_tree
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.s3_server: moto's S3 server, shared with the S3 tests
+# tests/: moto's S3 server and the port helpers, shared with the tests
+sys.path.insert(0, str(ROOT))
+from tests.processes import free_port, wait_for_port  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 WORK = RESULTS / "tmp"
 PYTHON = sys.executable

@@ -1,3 +1,7 @@
+"""The app's configuration: what runs once at start-up (signals, system checks, OpenAPI)."""
+
+from importlib.util import find_spec
+
 from django.apps import AppConfig
 
 
@@ -11,3 +15,7 @@ class GenerationsConfig(AppConfig):
 
         signals.connect()
         checks.register_checks()
+        # drf-spectacular is optional: only serving a schema needs it. Importing the module
+        # registers its extensions; the views never import it.
+        if find_spec("drf_spectacular") is not None:
+            from generations import schema  # noqa: F401

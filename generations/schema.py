@@ -1,53 +1,48 @@
-"""OpenAPI declarations of the generation endpoints, for drf-spectacular (optional).
-
-The views carry `@documented`; with drf-spectacular installed it attaches the declarations
-below, otherwise it does nothing, so a host site needs drf-spectacular only to serve a
-schema. The views use our own `AutoSchema` whatever the host's `DEFAULT_SCHEMA_CLASS`.
-The error envelope, the bearer scheme and the response helpers are the platform's
-(rotate.schema).
-"""
+"""OpenAPI of the generation endpoints for drf-spectacular (optional): one extension per view,
+the signed-link scheme, the HEAD hook. Imported only by `GenerationsConfig.ready()`, when
+drf-spectacular is installed. Envelope, bearer scheme and helpers: rotate.schema."""
 
 import copy
-from collections.abc import Callable, Set
+from collections.abc import Set
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiViewExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
+from rest_framework.views import APIView
 
 from generations.conf import generations_settings
+from generations.download_slots import TooManyDownloads
 from generations.models import Generation
+from generations.preconditions import PreconditionFailed
 from generations.selectors import MAX_ID
+from rotate.exceptions import (
+    InsufficientCredits,
+    PayloadTooLarge,
+    ValidationFailed,
+    envelope_for_error,
+)
 from rotate.schema import (
-    SPECTACULAR,
-    Declarations,
+    RETRY_AFTER,
+    UNAUTHORIZED_EXAMPLE,
+    WWW_AUTHENTICATE,
     ErrorEnvelopeSerializer,
     ErrorMetaSerializer,
     ErrorSerializer,
-    View,
-    document_view,
-    on,
+    documented_view,
+    error_response,
+    header,
+    operation,
+    page_parameters,
 )
-
-if SPECTACULAR:
-    from drf_spectacular.extensions import OpenApiAuthenticationExtension
-    from drf_spectacular.openapi import AutoSchema
-    from drf_spectacular.types import OpenApiTypes
-    from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
-
-    from rotate.schema import (
-        RETRY_AFTER,
-        UNAUTHORIZED_EXAMPLE,
-        WWW_AUTHENTICATE,
-        error_response,
-        header,
-        page_parameters,
-    )
 
 __all__ = [  # the envelope's serializers stay importable from here
     "ErrorEnvelopeSerializer",
     "ErrorMetaSerializer",
     "ErrorSerializer",
     "add_head_operations",
-    "documented",
 ]
 
 TAGS = ["generations"]
@@ -208,556 +203,565 @@ def download_request_schema() -> dict[str, Any]:
     }
 
 
-if SPECTACULAR:
+class SignedLinkScheme(OpenApiAuthenticationExtension):
+    target_class = "generations.links.SignedLinkAuthentication"
+    name = "signedLink"
 
-    class SignedLinkScheme(OpenApiAuthenticationExtension):
-        target_class = "generations.links.SignedLinkAuthentication"
-        name = "signedLink"
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
+        return {
+            "type": "apiKey",
+            "in": "query",
+            "name": "token",
+            "description": (
+                "E2 only: the signed, short-lived token of a link from "
+                "`POST /generations/download/links`, valid with the same `ids` only."
+            ),
+        }
 
-        def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
-            return {
-                "type": "apiKey",
-                "in": "query",
-                "name": "token",
-                "description": (
-                    "E2 only: the signed, short-lived token of a link from "
-                    "`POST /generations/download/links`, valid with the same `ids` only."
-                ),
-            }
 
-    # --------------------------------------------------------------------------
-    # Headers and responses
-    # --------------------------------------------------------------------------
-    _SKIPPED_ID_LIST = {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"}
+# --------------------------------------------------------------------------
+# Headers and responses
+# --------------------------------------------------------------------------
+_SKIPPED_ID_LIST = {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"}
 
-    def _skipped_headers(codes: set[int]) -> list[Any]:
-        return [
-            header(
-                "X-Skipped-Not-Ready",
-                _SKIPPED_ID_LIST,
-                "Your IDs still `starting`/`rotating`, comma-separated, in request order; "
-                "omitted when none.",
-                codes,
-            ),
-            header(
-                "X-Skipped-Not-Found",
-                _SKIPPED_ID_LIST,
-                "Every other ID not in the archive (absent, another owner's, failed, canceled, "
-                "expired), comma-separated, in request order; omitted when none.",
-                codes,
-            ),
-        ]
 
-    def _byte_headers(
-        *,
-        full: set[int],
-        partial: set[int],
-        unsatisfiable: set[int],
-        not_modified: Set[int] = frozenset(),
-    ) -> list[Any]:
-        """Headers of a resumable byte response: 200 (full), 206 (partial), 304 and 416."""
-        headers = [
-            header(
-                "Content-Length",
-                OpenApiTypes.INT,
-                "Exact size of the body, known before the first byte (absent only for an "
-                "archive holding a video whose size was never recorded).",
-                full | partial,
+def _skipped_headers(codes: set[int]) -> list[Any]:
+    return [
+        header(
+            "X-Skipped-Not-Ready",
+            _SKIPPED_ID_LIST,
+            "Your IDs still `starting`/`rotating`, comma-separated, in request order; "
+            "omitted when none.",
+            codes,
+        ),
+        header(
+            "X-Skipped-Not-Found",
+            _SKIPPED_ID_LIST,
+            "Every other ID not in the archive (absent, another owner's, failed, canceled, "
+            "expired), comma-separated, in request order; omitted when none.",
+            codes,
+        ),
+    ]
+
+
+def _byte_headers(
+    *,
+    full: set[int],
+    partial: set[int],
+    unsatisfiable: set[int],
+    not_modified: Set[int] = frozenset(),
+) -> list[Any]:
+    """Headers of a resumable byte response: 200 (full), 206 (partial), 304 and 416."""
+    headers = [
+        header(
+            "Content-Length",
+            OpenApiTypes.INT,
+            "Exact size of the body, known before the first byte (absent only for an "
+            "archive holding a video whose size was never recorded).",
+            full | partial,
+        ),
+        header(
+            "ETag",
+            OpenApiTypes.STR,
+            "Strong validator of the bytes, for `If-Range`, `If-None-Match` and `If-Match`.",
+            full | partial | not_modified,
+        ),
+        header(
+            "Accept-Ranges",
+            {"type": "string", "enum": ["bytes"]},
+            "Single byte ranges are honoured.",
+            full | partial,
+        ),
+        header(
+            "Content-Range",
+            {"type": "string", "pattern": "^bytes ([0-9]+-[0-9]+|\\*)/[0-9]+$"},
+            "206: `bytes first-last/size`; 416: `bytes */size`.",
+            partial | unsatisfiable,
+            required=True,
+        ),
+    ]
+    # A header with no status code would turn into a request parameter.
+    return [header for header in headers if header.response]
+
+
+def _content_disposition(codes: set[int], example: str) -> Any:
+    return header("Content-Disposition", OpenApiTypes.STR, example, codes, required=True)
+
+
+# RFC 9110 §13.1.1: `If-Match = "*" / #entity-tag` (as the header is sent: ASCII).
+_ENTITY_TAG = r'(W/)?"[\x21\x23-\x7e]*"'
+_IF_MATCH = {
+    "anyOf": [
+        {"type": "string", "enum": ["*"]},
+        {"type": "string", "pattern": f"^{_ENTITY_TAG}( *, *{_ENTITY_TAG})*$"},
+    ]
+}
+
+
+def _precondition_request_headers(*, safe: bool) -> list[Any]:
+    """`If-Match` and `If-None-Match`: 412 and (GET/HEAD only) 304 (RFC 9110 §13)."""
+    if_none_match = (
+        "`ETag`s (or `*`): when one names the current bytes, 304 Not Modified "
+        "with no body (weak comparison)."
+        if safe
+        else "`ETag`s (or `*`): when one names the current bytes, 412 (code 4014)."
+    )
+    return [
+        OpenApiParameter(
+            "If-Match",
+            _IF_MATCH,
+            OpenApiParameter.HEADER,
+            description=(
+                "`ETag`s (or `*`): unless one names the current bytes (strong comparison), "
+                "412 (code 4014). Checked before `If-None-Match` and `Range`."
             ),
-            header(
-                "ETag",
-                OpenApiTypes.STR,
-                "Strong validator of the bytes, for `If-Range`, `If-None-Match` and `If-Match`.",
-                full | partial | not_modified,
+        ),
+        OpenApiParameter(
+            "If-None-Match",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            description=if_none_match,
+        ),
+    ]
+
+
+def _range_request_headers() -> list[Any]:
+    return [
+        OpenApiParameter(
+            "Range",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            description=(
+                "`bytes=first-last`, `bytes=first-` or `bytes=-suffix` (one range). "
+                "Malformed or multiple ranges are ignored: the full 200 is served."
             ),
-            header(
-                "Accept-Ranges",
-                {"type": "string", "enum": ["bytes"]},
-                "Single byte ranges are honoured.",
-                full | partial,
+        ),
+        OpenApiParameter(
+            "If-Range",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            description="An `ETag`: the range is served only if it still matches, else 200.",
+        ),
+    ]
+
+
+_JSON = "application/json"
+_ERRORS: dict[int, Any] = {
+    400: error_response(
+        "Malformed body, parameter or ID (code 4001).",
+        ("too many IDs", envelope_for_error(ValidationFailed("Maximum 100 videoIds are allowed"))),
+    ),
+    401: error_response(
+        "Missing, malformed, unknown, revoked or expired key, or an invalid link token "
+        "(code 4002); the bodies are identical.",
+        UNAUTHORIZED_EXAMPLE,
+    ),
+    404: error_response("Not found (code 4006); `meta.resource` says what."),
+    406: error_response("`Accept` names nothing this operation can produce (code 4009)."),
+    410: error_response("Your generation's video has expired (code 4007)."),
+    412: error_response(
+        "`If-Match` names no current `ETag` (on POST, also: `If-None-Match` names it); code 4014.",
+        (
+            "precondition failed",
+            envelope_for_error(
+                PreconditionFailed("If-Match names no current ETag of this resource")
             ),
-            header(
-                "Content-Range",
-                {"type": "string", "pattern": "^bytes ([0-9]+-[0-9]+|\\*)/[0-9]+$"},
-                "206: `bytes first-last/size`; 416: `bytes */size`.",
-                partial | unsatisfiable,
+        ),
+    ),
+    413: error_response(
+        "The body is over this operation's limit, 1 MB, declared or (chunked) as sent (code 4011).",
+        (
+            "too large",
+            envelope_for_error(PayloadTooLarge("The request body must not exceed 1048576 bytes")),
+        ),
+    ),
+    416: error_response(
+        "The range starts past the end (code 4010); `Content-Range: bytes */size`."
+    ),
+    429: error_response("Too many requests for this key (code 4005)."),
+}
+# E1/E2/E3 stream bytes: a key also has a cap on the downloads it runs at once.
+_DOWNLOAD_ERRORS: dict[int, Any] = {
+    429: error_response(
+        "Too many requests for this key, or already as many downloads of this key running "
+        "as it may have at once (default 8); code 4005. `Retry-After` says when to retry.",
+        ("concurrent downloads", envelope_for_error(TooManyDownloads(8))),
+    ),
+}
+_NOT_MODIFIED = OpenApiResponse(
+    description="`If-None-Match` names the current `ETag`: no body, no `Content-Length`."
+)
+
+
+def _errors(*codes: int) -> dict[tuple[int, str], Any]:
+    return {(code, _JSON): _ERRORS[code] for code in codes}
+
+
+def _download_errors(*codes: int) -> dict[tuple[int, str], Any]:
+    """The errors of an operation streaming bytes (its 429 says why it may come)."""
+    return {(code, _JSON): _DOWNLOAD_ERRORS.get(code, _ERRORS[code]) for code in codes}
+
+
+_DOWNLOAD_DESCRIPTION = (
+    "A zip of your ready videos, one stored (uncompressed) entry per video in request "
+    "order, named from `externalId` (unique ignoring case). Every distinct ID lands in "
+    "exactly one place: the archive, `X-Skipped-Not-Ready` or `X-Skipped-Not-Found` "
+    "(another owner's ID looks exactly like a missing one). Nothing downloadable: 404 "
+    "with both headers still set."
+)
+_ARCHIVE_DISPOSITION = 'attachment; filename="generations-20250101T120000Z.zip"'
+
+
+def _download_operations() -> dict[str, dict[str, Any]]:
+    archive = OpenApiResponse(OpenApiTypes.BINARY, description="The archive.")
+    post = operation(
+        operation_id="downloadGenerations",
+        summary="E1: download videos as one zip",
+        description=_DOWNLOAD_DESCRIPTION,
+        tags=TAGS,
+        request={_JSON: download_request_schema()},
+        auth=[{"bearerAuth": []}],
+        parameters=[
+            *_precondition_request_headers(safe=False),
+            _content_disposition({200}, _ARCHIVE_DISPOSITION),
+            *_skipped_headers({200, 404}),
+            *_byte_headers(full={200}, partial=set(), unsatisfiable=set()),
+            WWW_AUTHENTICATE,
+            RETRY_AFTER,
+        ],
+        responses={
+            (200, "application/zip"): archive,
+            **_download_errors(400, 401, 404, 406, 412, 413, 429),
+        },
+        examples=[OpenApiExample("videoIds", value={"videoIds": [4983, 4982]}, request_only=True)],
+    )
+    get = operation(
+        operation_id="downloadGenerationsByQuery",
+        summary="E2: the same zip from a link; resumable",
+        description=_DOWNLOAD_DESCRIPTION
+        + " Honours one `Range` (206), `If-Range` against the `ETag`, 416 past the end; "
+        "`If-None-Match` (304) and `If-Match` (412). "
+        "With a signed `token` from E7 it needs no `Authorization` header. "
+        "`HEAD` gives the same headers without the body.",
+        tags=TAGS,
+        parameters=[
+            OpenApiParameter(
+                "ids",
+                id_list_schema(),
+                OpenApiParameter.QUERY,
                 required=True,
-            ),
-        ]
-        # A header with no status code would turn into a request parameter.
-        return [header for header in headers if header.response]
-
-    def _content_disposition(codes: set[int], example: str) -> Any:
-        return header("Content-Disposition", OpenApiTypes.STR, example, codes, required=True)
-
-    # RFC 9110 §13.1.1: `If-Match = "*" / #entity-tag` (as the header is sent: ASCII).
-    _ENTITY_TAG = r'(W/)?"[\x21\x23-\x7e]*"'
-    _IF_MATCH = {
-        "anyOf": [
-            {"type": "string", "enum": ["*"]},
-            {"type": "string", "pattern": f"^{_ENTITY_TAG}( *, *{_ENTITY_TAG})*$"},
-        ]
-    }
-
-    def _precondition_request_headers(*, safe: bool) -> list[Any]:
-        """`If-Match` and `If-None-Match`: 412 and (GET/HEAD only) 304 (RFC 9110 §13)."""
-        if_none_match = (
-            "`ETag`s (or `*`): when one names the current bytes, 304 Not Modified "
-            "with no body (weak comparison)."
-            if safe
-            else "`ETag`s (or `*`): when one names the current bytes, 412 (code 4014)."
-        )
-        return [
-            OpenApiParameter(
-                "If-Match",
-                _IF_MATCH,
-                OpenApiParameter.HEADER,
+                explode=False,
+                style="form",
                 description=(
-                    "`ETag`s (or `*`): unless one names the current bytes (strong comparison), "
-                    "412 (code 4014). Checked before `If-None-Match` and `Range`."
+                    "Comma-separated (`ids=4983,4982`) or repeated (`ids=1&ids=2`); blanks "
+                    "around commas are ignored. `videoIds` is an alias (not both)."
                 ),
             ),
-            OpenApiParameter(
-                "If-None-Match",
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                description=if_none_match,
+            *_range_request_headers(),
+            *_precondition_request_headers(safe=True),
+            _content_disposition({200, 206}, _ARCHIVE_DISPOSITION),
+            *_skipped_headers({200, 206, 304, 404}),
+            *_byte_headers(full={200}, partial={206}, unsatisfiable={416}, not_modified={304}),
+            WWW_AUTHENTICATE,
+            RETRY_AFTER,
+        ],
+        responses={
+            (200, "application/zip"): archive,
+            (206, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The requested byte range of the archive."
             ),
-        ]
+            304: _NOT_MODIFIED,
+            **_download_errors(400, 401, 404, 406, 412, 416, 429),
+        },
+    )
+    return {"post": post, "get": get}
 
-    def _range_request_headers() -> list[Any]:
-        return [
-            OpenApiParameter(
-                "Range",
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                description=(
-                    "`bytes=first-last`, `bytes=first-` or `bytes=-suffix` (one range). "
-                    "Malformed or multiple ranges are ignored: the full 200 is served."
-                ),
-            ),
-            OpenApiParameter(
-                "If-Range",
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                description="An `ETag`: the range is served only if it still matches, else 200.",
-            ),
-        ]
 
-    _JSON = "application/json"
-    _ERRORS: dict[int, Any] = {
-        400: error_response(
-            "Malformed body, parameter or ID (code 4001).",
-            (
-                "too many IDs",
-                4001,
-                "Validation failed",
-                "Validation Error",
-                "Maximum 100 videoIds are allowed",
-            ),
-        ),
-        401: error_response(
-            "Missing, malformed, unknown, revoked or expired key, or an invalid link token "
-            "(code 4002); the bodies are identical.",
-            UNAUTHORIZED_EXAMPLE,
-        ),
-        404: error_response("Not found (code 4006); `meta.resource` says what."),
-        406: error_response("`Accept` names nothing this operation can produce (code 4009)."),
-        410: error_response("Your generation's video has expired (code 4007)."),
-        412: error_response(
-            "`If-Match` names no current `ETag` (on POST, also: `If-None-Match` names it); "
-            "code 4014.",
-            (
-                "precondition failed",
-                4014,
-                "Precondition failed",
-                "Precondition Failed",
-                "If-Match names no current ETag of this resource",
-            ),
-        ),
-        413: error_response(
-            "The body is over this operation's limit, 1 MB, declared or (chunked) as sent "
-            "(code 4011).",
-            (
-                "too large",
-                4011,
-                "Request too large",
-                "Payload Too Large",
-                "The request body must not exceed 1048576 bytes",
-            ),
-        ),
-        416: error_response(
-            "The range starts past the end (code 4010); `Content-Range: bytes */size`."
-        ),
-        429: error_response("Too many requests for this key (code 4005)."),
-    }
-    # E1/E2/E3 stream bytes: a key also has a cap on the downloads it runs at once.
-    _DOWNLOAD_ERRORS: dict[int, Any] = {
-        429: error_response(
-            "Too many requests for this key, or already as many downloads of this key running "
-            "as it may have at once (default 8); code 4005. `Retry-After` says when to retry.",
-            (
-                "concurrent downloads",
-                4005,
-                "Too many requests",
-                "Rate Limited",
-                "At most 8 downloads per API key may run at once; retry in 10 seconds or "
-                "when one ends",
-            ),
-        ),
-    }
-    _NOT_MODIFIED = OpenApiResponse(
-        description="`If-None-Match` names the current `ETag`: no body, no `Content-Length`."
+def _generation_id_parameter() -> Any:
+    return OpenApiParameter(
+        "generation_id",
+        {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        OpenApiParameter.PATH,
+        description="The generation's ID.",
     )
 
-    def _errors(*codes: int) -> dict[tuple[int, str], Any]:
-        return {(code, _JSON): _ERRORS[code] for code in codes}
 
-    def _download_errors(*codes: int) -> dict[tuple[int, str], Any]:
-        """The errors of an operation streaming bytes (its 429 says why it may come)."""
-        return {(code, _JSON): _DOWNLOAD_ERRORS.get(code, _ERRORS[code]) for code in codes}
-
-    _DOWNLOAD_DESCRIPTION = (
-        "A zip of your ready videos, one stored (uncompressed) entry per video in request "
-        "order, named from `externalId` (unique ignoring case). Every distinct ID lands in "
-        "exactly one place: the archive, `X-Skipped-Not-Ready` or `X-Skipped-Not-Found` "
-        "(another owner's ID looks exactly like a missing one). Nothing downloadable: 404 "
-        "with both headers still set."
-    )
-    _ARCHIVE_DISPOSITION = 'attachment; filename="generations-20250101T120000Z.zip"'
-
-    def _download_declarations() -> Declarations:
-        archive = OpenApiResponse(OpenApiTypes.BINARY, description="The archive.")
-        post = on(
-            "post",
-            operation_id="downloadGenerations",
-            summary="E1: download videos as one zip",
-            description=_DOWNLOAD_DESCRIPTION,
-            tags=TAGS,
-            request={_JSON: download_request_schema()},
-            auth=[{"bearerAuth": []}],
-            parameters=[
-                *_precondition_request_headers(safe=False),
-                _content_disposition({200}, _ARCHIVE_DISPOSITION),
-                *_skipped_headers({200, 404}),
-                *_byte_headers(full={200}, partial=set(), unsatisfiable=set()),
-                WWW_AUTHENTICATE,
-                RETRY_AFTER,
-            ],
-            responses={
-                (200, "application/zip"): archive,
-                **_download_errors(400, 401, 404, 406, 412, 413, 429),
-            },
-            examples=[
-                OpenApiExample("videoIds", value={"videoIds": [4983, 4982]}, request_only=True)
-            ],
-        )
-        get = on(
-            "get",
-            operation_id="downloadGenerationsByQuery",
-            summary="E2: the same zip from a link; resumable",
-            description=_DOWNLOAD_DESCRIPTION
-            + " Honours one `Range` (206), `If-Range` against the `ETag`, 416 past the end; "
-            "`If-None-Match` (304) and `If-Match` (412). "
-            "With a signed `token` from E7 it needs no `Authorization` header. "
-            "`HEAD` gives the same headers without the body.",
+def _video_operations() -> dict[str, dict[str, Any]]:
+    return {
+        "get": operation(
+            operation_id="getGenerationVideo",
+            summary="E3: one video, resumable",
+            description=(
+                "Your generation's MP4. Honours one `Range` (206) and `If-Range`; 416 past "
+                "the end; `If-None-Match` (304) and `If-Match` (412); 410 once the video "
+                "expired. `HEAD` gives the headers only."
+            ),
             tags=TAGS,
             parameters=[
-                OpenApiParameter(
-                    "ids",
-                    id_list_schema(),
-                    OpenApiParameter.QUERY,
-                    required=True,
-                    explode=False,
-                    style="form",
-                    description=(
-                        "Comma-separated (`ids=4983,4982`) or repeated (`ids=1&ids=2`); blanks "
-                        "around commas are ignored. `videoIds` is an alias (not both)."
-                    ),
-                ),
+                _generation_id_parameter(),
                 *_range_request_headers(),
                 *_precondition_request_headers(safe=True),
-                _content_disposition({200, 206}, _ARCHIVE_DISPOSITION),
-                *_skipped_headers({200, 206, 304, 404}),
+                _content_disposition({200, 206}, 'inline; filename="generation-4983.mp4"'),
                 *_byte_headers(full={200}, partial={206}, unsatisfiable={416}, not_modified={304}),
                 WWW_AUTHENTICATE,
                 RETRY_AFTER,
             ],
             responses={
-                (200, "application/zip"): archive,
-                (206, "application/zip"): OpenApiResponse(
-                    OpenApiTypes.BINARY, description="The requested byte range of the archive."
+                (200, "video/mp4"): OpenApiResponse(OpenApiTypes.BINARY, description="The video."),
+                (206, "video/mp4"): OpenApiResponse(
+                    OpenApiTypes.BINARY, description="The requested byte range."
                 ),
                 304: _NOT_MODIFIED,
-                **_download_errors(400, 401, 404, 406, 412, 416, 429),
+                **_download_errors(401, 404, 406, 410, 412, 416, 429),
             },
         )
-        return [post, get]
-
-    def _generation_id_parameter() -> Any:
-        return OpenApiParameter(
-            "generation_id",
-            {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-            OpenApiParameter.PATH,
-            description="The generation's ID.",
-        )
-
-    def _video_declarations() -> Declarations:
-        return [
-            on(
-                "get",
-                operation_id="getGenerationVideo",
-                summary="E3: one video, resumable",
-                description=(
-                    "Your generation's MP4. Honours one `Range` (206) and `If-Range`; 416 past "
-                    "the end; `If-None-Match` (304) and `If-Match` (412); 410 once the video "
-                    "expired. `HEAD` gives the headers only."
-                ),
-                tags=TAGS,
-                parameters=[
-                    _generation_id_parameter(),
-                    *_range_request_headers(),
-                    *_precondition_request_headers(safe=True),
-                    _content_disposition({200, 206}, 'inline; filename="generation-4983.mp4"'),
-                    *_byte_headers(
-                        full={200}, partial={206}, unsatisfiable={416}, not_modified={304}
-                    ),
-                    WWW_AUTHENTICATE,
-                    RETRY_AFTER,
-                ],
-                responses={
-                    (200, "video/mp4"): OpenApiResponse(
-                        OpenApiTypes.BINARY, description="The video."
-                    ),
-                    (206, "video/mp4"): OpenApiResponse(
-                        OpenApiTypes.BINARY, description="The requested byte range."
-                    ),
-                    304: _NOT_MODIFIED,
-                    **_download_errors(401, 404, 406, 410, 412, 416, 429),
-                },
-            )
-        ]
-
-    def _status_declarations() -> Declarations:
-        return [
-            on(
-                "get",
-                operation_id="getGenerationStatus",
-                summary="E4: one generation's status",
-                tags=TAGS,
-                parameters=[_generation_id_parameter(), WWW_AUTHENTICATE, RETRY_AFTER],
-                responses={
-                    (200, _JSON): GenerationStatusSerializer,
-                    **_errors(401, 404, 406, 429),
-                },
-            )
-        ]
-
-    def _list_declarations() -> Declarations:
-        return [
-            _bulk_create_declaration(),
-            on(
-                "get",
-                operation_id="listGenerations",
-                summary="E5: your generations, newest first",
-                tags=TAGS,
-                parameters=[
-                    *page_parameters(),
-                    WWW_AUTHENTICATE,
-                    RETRY_AFTER,
-                ],
-                responses={
-                    (200, _JSON): GenerationPageSerializer,
-                    **_errors(400, 401, 406, 429),
-                },
-            ),
-        ]
-
-    _BULK_CREATE_ERRORS: dict[int, Any] = {
-        400: error_response(
-            "A malformed request (code 4001): `meta.errors` lists `{path, message}` for each "
-            "problem; nothing is created or charged.",
-            (
-                "too many items",
-                4001,
-                "Validation failed",
-                "Validation Error",
-                "Maximum 600 generations are allowed",
-                {"errors": [{"path": "generations", "message": "at most 600 items"}]},
-            ),
-            (
-                "malformed item",
-                4001,
-                "Validation failed",
-                "Validation Error",
-                "generations[3].imageUrl: is required",
-                {"errors": [{"path": "generations[3].imageUrl", "message": "is required"}]},
-            ),
-        ),
-        402: error_response(
-            "The balance cannot pay for every accepted item (code 4003); `meta.required` and "
-            "`meta.available` are integers. Nothing is created or charged.",
-            (
-                "insufficient credits",
-                4003,
-                "Insufficient credits",
-                "Payment Required",
-                "25 credits are required, 10 are available",
-                {"required": 25, "available": 10},
-            ),
-        ),
-        409: error_response(
-            "The first request with this `Idempotency-Key` is still running (code 4012); "
-            "`Retry-After: 1`."
-        ),
-        413: error_response(
-            "The body is over this operation's limit, 64 MB (code 4011).",
-            (
-                "too large",
-                4011,
-                "Request too large",
-                "Payload Too Large",
-                "The request body must not exceed 67108864 bytes",
-            ),
-        ),
-        422: error_response("This `Idempotency-Key` was used with a different body (code 4013)."),
     }
 
-    def _bulk_create_errors(*codes: int) -> dict[tuple[int, str], Any]:
-        return {
-            (code, _JSON): _BULK_CREATE_ERRORS[code]
-            if code in _BULK_CREATE_ERRORS
-            else _ERRORS[code]
-            for code in codes
-        }
 
-    def _bulk_create_declaration() -> tuple[str, dict[str, Any]]:
-        return on(
-            "post",
-            operation_id="createGenerations",
-            summary="E6: create generations from product photos (5 credits each)",
-            description=(
-                "Fetches and checks each item's images a few at a time (public addresses "
-                "only, 20 MB, 40 megapixels, PNG/JPEG/WebP), then creates a generation for "
-                "every accepted item and charges for all of them at once, or for none (402). "
-                "Every item appears exactly once: in `generations` (request order) or in "
-                "`failedGenerations` with a stable `code`. Rendering starts once the request "
-                "has committed; poll E4 or E5."
-            ),
+def _status_operations() -> dict[str, dict[str, Any]]:
+    return {
+        "get": operation(
+            operation_id="getGenerationStatus",
+            summary="E4: one generation's status",
             tags=TAGS,
-            request={_JSON: bulk_create_request_schema()},
+            parameters=[_generation_id_parameter(), WWW_AUTHENTICATE, RETRY_AFTER],
+            responses={
+                (200, _JSON): GenerationStatusSerializer,
+                **_errors(401, 404, 406, 429),
+            },
+        )
+    }
+
+
+def _list_operations() -> dict[str, dict[str, Any]]:
+    return {
+        "post": _bulk_create_operation(),
+        "get": operation(
+            operation_id="listGenerations",
+            summary="E5: your generations, newest first",
+            tags=TAGS,
             parameters=[
-                OpenApiParameter(
-                    "Idempotency-Key",
-                    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
-                    OpenApiParameter.HEADER,
-                    description=(
-                        "Makes a retry safe for 24 hours: the same key with the same body "
-                        "replays the first response byte for byte (`Idempotency-Replayed: "
-                        "true`), nothing created or charged again. A request that failed "
-                        "before creating anything stores nothing."
-                    ),
-                ),
-                header(
-                    "Idempotency-Replayed",
-                    {"type": "string", "enum": ["true"]},
-                    "Present on a replayed response.",
-                    {200},
-                ),
-                header(
-                    "Retry-After",
-                    OpenApiTypes.INT,
-                    "Seconds to wait before retrying.",
-                    {409, 429},
-                    required=True,
-                ),
+                *page_parameters(),
                 WWW_AUTHENTICATE,
+                RETRY_AFTER,
             ],
             responses={
-                (200, _JSON): BulkCreationSerializer,
-                **_bulk_create_errors(400, 401, 402, 406, 409, 413, 422, 429),
+                (200, _JSON): GenerationPageSerializer,
+                **_errors(400, 401, 406, 429),
             },
-            examples=[
-                OpenApiExample(
-                    "one photo",
-                    description=(
-                        "`imageUrl` is usually your shop's `https` URL; a `data:` URL (this "
-                        "1×1 PNG) works offline."
-                    ),
-                    value={
-                        "generations": [
-                            {
-                                "imageUrl": EXAMPLE_DATA_URL,
-                                "externalId": "mug-2",
-                                "description": "white mug",
-                            }
-                        ]
-                    },
-                    request_only=True,
-                )
-            ],
-        )
-
-    def _cancel_declarations() -> Declarations:
-        return [
-            on(
-                "post",
-                operation_id="cancelGeneration",
-                summary="E9: cancel a generation that has not finished",
-                description=(
-                    "`starting` becomes `canceled` at once, and its credits come back. "
-                    "`rotating`: the renderer is asked to stop and the generation becomes "
-                    "`canceled` (refunded) when it does; the answer shows the status of the "
-                    "moment. A finished, failed, cancelled or expired generation is returned "
-                    "unchanged: cancel is idempotent."
-                ),
-                tags=TAGS,
-                request=None,
-                parameters=[_generation_id_parameter(), WWW_AUTHENTICATE, RETRY_AFTER],
-                responses={
-                    (200, _JSON): GenerationStatusSerializer,
-                    **_errors(401, 404, 406, 413, 429),
-                },
-            )
-        ]
-
-    def _link_declarations() -> Declarations:
-        return [
-            on(
-                "post",
-                operation_id="createDownloadLink",
-                summary="E7: a short-lived signed link to E2",
-                description=(
-                    "Takes the body of E1 and returns an E2 URL carrying a signed `token` "
-                    "bound to this key, its owner and the de-duplicated IDs. The link works "
-                    "without an `Authorization` header (a browser `<a href>`) until "
-                    "`expiresAt`, and stops when the key is revoked or expires."
-                ),
-                tags=TAGS,
-                request={_JSON: download_request_schema()},
-                parameters=[WWW_AUTHENTICATE, RETRY_AFTER],
-                responses={
-                    (200, _JSON): DownloadLinkSerializer,
-                    **_errors(400, 401, 406, 413, 429),
-                },
-            )
-        ]
-
-    _DECLARATIONS: dict[str, Callable[[], Declarations]] = {
-        "GenerationDownloadView": _download_declarations,
-        "GenerationDownloadLinkView": _link_declarations,
-        "GenerationVideoView": _video_declarations,
-        "GenerationStatusView": _status_declarations,
-        "GenerationListView": _list_declarations,
-        "GenerationCancelView": _cancel_declarations,
+        ),
     }
 
 
-def documented(view: View) -> View:
-    """Attach the view's OpenAPI declarations when drf-spectacular is installed."""
-    if not SPECTACULAR:
-        return view
-    return document_view(view, _DECLARATIONS[view.__name__])
+_BULK_CREATE_ERRORS: dict[int, Any] = {
+    400: error_response(
+        "A malformed request (code 4001): `meta.errors` lists `{path, message}` for each "
+        "problem; nothing is created or charged.",
+        (
+            "too many items",
+            envelope_for_error(
+                ValidationFailed(
+                    "Maximum 600 generations are allowed",
+                    errors=[{"path": "generations", "message": "at most 600 items"}],
+                )
+            ),
+        ),
+        (
+            "malformed item",
+            envelope_for_error(
+                ValidationFailed(
+                    "generations[3].imageUrl: is required",
+                    errors=[{"path": "generations[3].imageUrl", "message": "is required"}],
+                )
+            ),
+        ),
+    ),
+    402: error_response(
+        "The balance cannot pay for every accepted item (code 4003); `meta.required` and "
+        "`meta.available` are integers. Nothing is created or charged.",
+        (
+            "insufficient credits",
+            envelope_for_error(InsufficientCredits(required=25, available=10)),
+        ),
+    ),
+    409: error_response(
+        "The first request with this `Idempotency-Key` is still running (code 4012); "
+        "`Retry-After: 1`."
+    ),
+    413: error_response(
+        "The body is over this operation's limit, 64 MB (code 4011).",
+        (
+            "too large",
+            envelope_for_error(PayloadTooLarge("The request body must not exceed 67108864 bytes")),
+        ),
+    ),
+    422: error_response("This `Idempotency-Key` was used with a different body (code 4013)."),
+}
+
+
+def _bulk_create_errors(*codes: int) -> dict[tuple[int, str], Any]:
+    return {
+        (code, _JSON): _BULK_CREATE_ERRORS[code] if code in _BULK_CREATE_ERRORS else _ERRORS[code]
+        for code in codes
+    }
+
+
+def _bulk_create_operation() -> dict[str, Any]:
+    return operation(
+        operation_id="createGenerations",
+        summary="E6: create generations from product photos (5 credits each)",
+        description=(
+            "Fetches and checks each item's images a few at a time (public addresses "
+            "only, 20 MB, 40 megapixels, PNG/JPEG/WebP), then creates a generation for "
+            "every accepted item and charges for all of them at once, or for none (402). "
+            "Every item appears exactly once: in `generations` (request order) or in "
+            "`failedGenerations` with a stable `code`. Rendering starts once the request "
+            "has committed; poll E4 or E5."
+        ),
+        tags=TAGS,
+        request={_JSON: bulk_create_request_schema()},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+                OpenApiParameter.HEADER,
+                description=(
+                    "Makes a retry safe for 24 hours: the same key with the same body "
+                    "replays the first response byte for byte (`Idempotency-Replayed: "
+                    "true`), nothing created or charged again. A request that failed "
+                    "before creating anything stores nothing."
+                ),
+            ),
+            header(
+                "Idempotency-Replayed",
+                {"type": "string", "enum": ["true"]},
+                "Present on a replayed response.",
+                {200},
+            ),
+            header(
+                "Retry-After",
+                OpenApiTypes.INT,
+                "Seconds to wait before retrying.",
+                {409, 429},
+                required=True,
+            ),
+            WWW_AUTHENTICATE,
+        ],
+        responses={
+            (200, _JSON): BulkCreationSerializer,
+            **_bulk_create_errors(400, 401, 402, 406, 409, 413, 422, 429),
+        },
+        examples=[
+            OpenApiExample(
+                "one photo",
+                description=(
+                    "`imageUrl` is usually your shop's `https` URL; a `data:` URL (this "
+                    "1×1 PNG) works offline."
+                ),
+                value={
+                    "generations": [
+                        {
+                            "imageUrl": EXAMPLE_DATA_URL,
+                            "externalId": "mug-2",
+                            "description": "white mug",
+                        }
+                    ]
+                },
+                request_only=True,
+            )
+        ],
+    )
+
+
+def _cancel_operations() -> dict[str, dict[str, Any]]:
+    return {
+        "post": operation(
+            operation_id="cancelGeneration",
+            summary="E9: cancel a generation that has not finished",
+            description=(
+                "`starting` becomes `canceled` at once, and its credits come back. "
+                "`rotating`: the renderer is asked to stop and the generation becomes "
+                "`canceled` (refunded) when it does; the answer shows the status of the "
+                "moment. A finished, failed, cancelled or expired generation is returned "
+                "unchanged: cancel is idempotent."
+            ),
+            tags=TAGS,
+            request=None,
+            parameters=[_generation_id_parameter(), WWW_AUTHENTICATE, RETRY_AFTER],
+            responses={
+                (200, _JSON): GenerationStatusSerializer,
+                **_errors(401, 404, 406, 413, 429),
+            },
+        )
+    }
+
+
+def _link_operations() -> dict[str, dict[str, Any]]:
+    return {
+        "post": operation(
+            operation_id="createDownloadLink",
+            summary="E7: a short-lived signed link to E2",
+            description=(
+                "Takes the body of E1 and returns an E2 URL carrying a signed `token` "
+                "bound to this key, its owner and the de-duplicated IDs. The link works "
+                "without an `Authorization` header (a browser `<a href>`) until "
+                "`expiresAt`, and stops when the key is revoked or expires."
+            ),
+            tags=TAGS,
+            request={_JSON: download_request_schema()},
+            parameters=[WWW_AUTHENTICATE, RETRY_AFTER],
+            responses={
+                (200, _JSON): DownloadLinkSerializer,
+                **_errors(400, 401, 406, 413, 429),
+            },
+        )
+    }
+
+
+# ------------------------------------------------------------------------------
+# One extension per view: drf-spectacular documents `documented_view(...)` instead of it.
+# A new view gets its own class here, `target_class` naming it by dotted path.
+# ------------------------------------------------------------------------------
+class GenerationDownloadViewSchema(OpenApiViewExtension):
+    target_class = "generations.views.GenerationDownloadView"
+
+    def view_replacement(self) -> type[APIView]:
+        return documented_view(self.target, **_download_operations())
+
+
+class GenerationDownloadLinkViewSchema(OpenApiViewExtension):
+    target_class = "generations.views.GenerationDownloadLinkView"
+
+    def view_replacement(self) -> type[APIView]:
+        return documented_view(self.target, **_link_operations())
+
+
+class GenerationVideoViewSchema(OpenApiViewExtension):
+    target_class = "generations.views.GenerationVideoView"
+
+    def view_replacement(self) -> type[APIView]:
+        return documented_view(self.target, **_video_operations())
+
+
+class GenerationStatusViewSchema(OpenApiViewExtension):
+    target_class = "generations.views.GenerationStatusView"
+
+    def view_replacement(self) -> type[APIView]:
+        return documented_view(self.target, **_status_operations())
+
+
+class GenerationListViewSchema(OpenApiViewExtension):
+    target_class = "generations.views.GenerationListView"
+
+    def view_replacement(self) -> type[APIView]:
+        return documented_view(self.target, **_list_operations())
+
+
+class GenerationCancelViewSchema(OpenApiViewExtension):
+    target_class = "generations.views.GenerationCancelView"
+
+    def view_replacement(self) -> type[APIView]:
+        return documented_view(self.target, **_cancel_operations())
 
 
 def add_head_operations(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

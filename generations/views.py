@@ -20,7 +20,6 @@ from generations.links import TOKEN_PARAM, SignedLinkAuthentication, download_li
 from generations.models import Generation
 from generations.plans import archive_plan_build
 from generations.responses import archive_response, video_response
-from generations.schema import documented
 from generations.selectors import generation_get, generation_list, generation_list_for_download
 from generations.serializers import (
     bulk_creation_data,
@@ -87,7 +86,6 @@ class Mp4Renderer(BinaryRenderer):
     format = "mp4"
 
 
-@documented
 class GenerationDownloadView(ApiView):
     """E1 `POST` and E2 `GET`/`HEAD generations/download`: the zip of the caller's videos.
 
@@ -120,7 +118,6 @@ class GenerationDownloadView(ApiView):
         return archive_response(request=request, plan=plan, now=now, headers=skipped)
 
 
-@documented
 class GenerationDownloadLinkView(ApiView):
     """E7 `POST generations/download/links`: a short-lived signed E2 URL for the same body."""
 
@@ -138,7 +135,6 @@ class GenerationDownloadLinkView(ApiView):
         )
 
 
-@documented
 class GenerationVideoView(ApiView):
     """E3 `GET generations/{id}`: one video, resumable."""
 
@@ -162,7 +158,6 @@ class GenerationVideoView(ApiView):
         )
 
 
-@documented
 class GenerationStatusView(ApiView):
     """E4 `GET generations/{id}/status`."""
 
@@ -171,7 +166,6 @@ class GenerationStatusView(ApiView):
         return Response(generation_status_data(generation, now=timezone.now()))
 
 
-@documented
 class GenerationCancelView(ApiView):
     """E9 `POST generations/{id}/cancel`: the status object after the cancel, bare as E4."""
 
@@ -182,7 +176,6 @@ class GenerationCancelView(ApiView):
         return Response(generation_status_data(generation, now=timezone.now()))
 
 
-@documented
 class GenerationListView(ApiView):
     """E5 `GET generations?page=1&pageSize=20`, and E6 `POST generations` (bulk create)."""
 

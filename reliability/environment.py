@@ -18,7 +18,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from bench.processes import free_port, open_fds, process_tree, rss_mb, wait_for_port
+from bench.processes import open_fds, process_tree, rss_mb
+from tests.processes import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -70,13 +71,7 @@ class Service:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=timeout, sig=sig)
         self.process = None
 
     @property

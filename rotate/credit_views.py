@@ -4,13 +4,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from rotate.pagination import page_from_query
-from rotate.schema import documented
 from rotate.selectors import credit_balance, credit_entries
 from rotate.serializers import credit_entry_data
 from rotate.views import ApiView, request_owner
 
 
-@documented
 class CreditBalanceView(ApiView):
     """E8 `GET credits`."""
 
@@ -19,7 +17,6 @@ class CreditBalanceView(ApiView):
         return Response({"userId": str(owner.pk), "credits": credit_balance(owner=owner)})
 
 
-@documented
 class CreditEntryListView(ApiView):
     """E8 `GET credits/entries?page=1&pageSize=20`, newest first."""
 

@@ -96,7 +96,7 @@ _ENVELOPES: Mapping[int, tuple[int, str, str]] = {
 _SERVER_ERROR = (5000, "Internal error", "Server Error")
 # One body for every 401, so missing, malformed, unknown, revoked and expired keys
 # cannot be told apart.
-_AUTH_FRIENDLY_MESSAGE = "Provide a valid API key as 'Authorization: Bearer <key>'."
+AUTH_FRIENDLY_MESSAGE = "Provide a valid API key as 'Authorization: Bearer <key>'."
 
 
 def envelope(
@@ -137,6 +137,17 @@ def envelope_json_for_status(status_code: int, friendly_message: str | None = No
     return JSONRenderer().render(envelope_for_status(status_code, friendly_message))
 
 
+def envelope_for_error(exc: ApiError) -> dict[str, Any]:
+    """The envelope of one of our errors: its own code, message, title and `meta`."""
+    return envelope(
+        code=exc.error_code,
+        message=exc.message,
+        title=exc.title,
+        friendly_message=str(exc.detail),
+        **exc.meta,
+    )
+
+
 def _friendly_message(detail: Any) -> str:
     """The first human message in a DRF error detail (str, list or dict)."""
     if isinstance(detail, Mapping):
@@ -174,18 +185,12 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     if isinstance(exc, ApiError):
-        response.data = envelope(
-            code=exc.error_code,
-            message=exc.message,
-            title=exc.title,
-            friendly_message=str(exc.detail),
-            **exc.meta,
-        )
+        response.data = envelope_for_error(exc)
         for name, value in exc.headers.items():
             response[name] = value
         return response
     if response.status_code == status.HTTP_401_UNAUTHORIZED:
-        friendly = _AUTH_FRIENDLY_MESSAGE
+        friendly = AUTH_FRIENDLY_MESSAGE
     else:
         friendly = _friendly_message(getattr(exc, "detail", ""))
     response.data = envelope_for_status(response.status_code, friendly)

@@ -1,37 +1,33 @@
-"""OpenAPI declarations for drf-spectacular (optional): what every endpoint shares (the error
-envelope, the bearer scheme, response helpers, our `AutoSchema`) and the platform's own
-endpoints (E8 credits).
+"""OpenAPI for drf-spectacular (optional): what every endpoint shares (the error envelope,
+the bearer scheme, response helpers, our `AutoSchema`) and one extension per platform view (E8).
 
-With drf-spectacular installed, `document_view` attaches declarations to a view; without
-it, it does nothing, so a host site needs drf-spectacular only to serve a schema.
+Imported by `RotateConfig.ready()` only when drf-spectacular is installed; no view imports it.
 """
 
+import functools
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiViewExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import serializers
+from rest_framework.views import APIView
 
+from rotate.exceptions import (
+    AUTH_FRIENDLY_MESSAGE,
+    ValidationFailed,
+    envelope_for_error,
+    envelope_for_status,
+)
 from rotate.models import CreditEntry
 from rotate.pagination import MAX_PAGE, MAX_PAGE_SIZE
-
-try:
-    from drf_spectacular.extensions import OpenApiAuthenticationExtension
-    from drf_spectacular.openapi import AutoSchema
-    from drf_spectacular.types import OpenApiTypes
-    from drf_spectacular.utils import (
-        OpenApiExample,
-        OpenApiParameter,
-        OpenApiResponse,
-        extend_schema,
-    )
-except ImportError:  # the API works without it: only the schema needs it
-    SPECTACULAR = False
-else:
-    SPECTACULAR = True
-
-View = TypeVar("View", bound=type)
-# (HTTP method, `extend_schema` arguments) of each method of a view.
-Declarations = list[tuple[str, dict[str, Any]]]
 
 JSON = "application/json"
 TAGS = ["credits"]
@@ -113,149 +109,150 @@ class CreditEntryPageSerializer(serializers.Serializer):
     entries = CreditEntrySerializer(many=True)
 
 
-def on(method: str, **declaration: Any) -> tuple[str, dict[str, Any]]:
-    """The `extend_schema` arguments of one method of a view."""
-    return method, declaration
+class ApiAutoSchema(AutoSchema):
+    """drf-spectacular's schema, with request bodies marked required (every one of ours is)."""
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        operation = super().get_operation(*args, **kwargs)
+        if operation and "requestBody" in operation:
+            operation["requestBody"]["required"] = True
+        return operation
+
+    def _get_format_parameters(self) -> list[dict[str, Any]]:
+        # DRF's `?format=` override exists only because the binary renderers need a
+        # format; it is no part of the API (rotate.negotiation ignores it).
+        return []
 
 
-def document_view(view: View, declarations: Callable[[], Declarations]) -> View:
-    """Attach a view's OpenAPI declarations when drf-spectacular is installed."""
-    if not SPECTACULAR:
-        return view
-    # DRF reads `schema` off an APIView class; the View type does not declare it.
-    view.schema = ApiAutoSchema()  # type: ignore[attr-defined]
-    for method_name, declaration in declarations():
-        handler = getattr(view, method_name)
-        # Our AutoSchema as the base, whatever the host's DEFAULT_SCHEMA_CLASS says.
-        handler.kwargs = {**getattr(handler, "kwargs", {}), "schema": ApiAutoSchema}
-        extend_schema(**declaration)(handler)
-    return view
+def _isolated(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """A new function calling `handler`, so `extend_schema` marks it and not the view's own."""
+
+    @functools.wraps(handler)
+    def method(self: APIView, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return handler(self, request, *args, **kwargs)
+
+    # Our AutoSchema as the base of the method's schema, whatever the host's
+    # DEFAULT_SCHEMA_CLASS says (drf-spectacular reads it from `kwargs["schema"]`).
+    method.kwargs = {"schema": ApiAutoSchema}  # type: ignore[attr-defined]
+    return method
 
 
-if SPECTACULAR:
+def operation(**declaration: Any) -> dict[str, Any]:
+    """The `extend_schema` arguments of one operation (one HTTP method of a view)."""
+    return declaration
 
-    class ApiAutoSchema(AutoSchema):
-        """drf-spectacular's schema, with request bodies marked required (every one of ours is)."""
 
-        def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-            operation = super().get_operation(*args, **kwargs)
-            if operation and "requestBody" in operation:
-                operation["requestBody"]["required"] = True
-            return operation
-
-        def _get_format_parameters(self) -> list[dict[str, Any]]:
-            # DRF's `?format=` override exists only because the binary renderers need a
-            # format; it is no part of the API (rotate.negotiation ignores it).
-            return []
-
-    class BearerKeyScheme(OpenApiAuthenticationExtension):
-        target_class = "rotate.authentication.BearerKeyAuthentication"
-        name = "bearerAuth"
-
-        def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
-            return {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "An API key, `rp_<prefix>_<secret>`; never in the query string.",
-            }
-
-    # --------------------------------------------------------------------------
-    # Headers, parameters and error responses
-    # --------------------------------------------------------------------------
-    def header(name: str, schema: Any, description: str, codes: set[int], **extra: Any) -> Any:
-        """A response header of the responses with these status codes."""
-        return OpenApiParameter(
-            name,
-            schema,
-            OpenApiParameter.HEADER,
-            description=description,
-            response=sorted(codes),
-            **extra,
-        )
-
-    WWW_AUTHENTICATE = header(
-        "WWW-Authenticate", OpenApiTypes.STR, "`Bearer`.", {401}, required=True
+def documented_view(view: type[APIView], **methods: dict[str, Any]) -> type[APIView]:
+    """What an `OpenApiViewExtension` hands drf-spectacular in place of `view`: a subclass
+    whose methods carry `extend_schema(**declaration)`, one keyword per HTTP method
+    (`get={...}`). `view` itself is left untouched."""
+    replacement = type(
+        view.__name__,
+        (view,),
+        {"__module__": view.__module__, "__qualname__": view.__qualname__},
     )
-    RETRY_AFTER = header(
-        "Retry-After", OpenApiTypes.INT, "Seconds to wait before retrying.", {429}, required=True
-    )
+    replacement.schema = ApiAutoSchema()  # type: ignore[attr-defined]
+    for method_name, declaration in methods.items():
+        handler = _isolated(getattr(view, method_name))
+        setattr(replacement, method_name, extend_schema(**declaration)(handler))
+    return replacement
 
-    def page_parameters() -> list[Any]:
-        """`page` and `pageSize` of a page-numbered list (rotate.pagination)."""
-        return [
-            OpenApiParameter(
-                "page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}
-            ),
-            OpenApiParameter(
-                "pageSize",
-                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20},
-            ),
-        ]
 
-    def error_response(description: str, *examples: tuple[Any, ...]) -> Any:
-        """An error in the envelope; each example is (name, code, message, title, friendly)
-        and, optionally, a dict of more `meta` fields."""
-        return OpenApiResponse(
-            ErrorEnvelopeSerializer,
-            description=description,
-            examples=[
-                OpenApiExample(
-                    name,
-                    value={
-                        "success": False,
-                        "error": {
-                            "code": code,
-                            "message": message,
-                            "meta": {
-                                "friendlyMessage": friendly,
-                                "type": "error",
-                                "title": title,
-                                **(extra[0] if extra else {}),
-                            },
-                        },
-                    },
-                    response_only=True,
-                )
-                for name, code, message, title, friendly, *extra in examples
-            ],
-        )
+class BearerKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "rotate.authentication.BearerKeyAuthentication"
+    name = "bearerAuth"
 
-    UNAUTHORIZED_EXAMPLE = (
-        "unauthorised",
-        4002,
-        "Authentication failed",
-        "Unauthorized",
-        "Provide a valid API key as 'Authorization: Bearer <key>'.",
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key, `rp_<prefix>_<secret>`; never in the query string.",
+        }
+
+
+# ------------------------------------------------------------------------------
+# Headers, parameters and error responses
+# ------------------------------------------------------------------------------
+def header(name: str, schema: Any, description: str, codes: set[int], **extra: Any) -> Any:
+    """A response header of the responses with these status codes."""
+    return OpenApiParameter(
+        name,
+        schema,
+        OpenApiParameter.HEADER,
+        description=description,
+        response=sorted(codes),
+        **extra,
     )
 
-    _ERRORS: dict[int, Any] = {
-        400: error_response(
-            "`page` or `pageSize` out of range or not an integer (code 4001).",
-            (
-                "bad page size",
-                4001,
-                "Validation failed",
-                "Validation Error",
-                f"pageSize must be an integer between 1 and {MAX_PAGE_SIZE}",
+
+WWW_AUTHENTICATE = header("WWW-Authenticate", OpenApiTypes.STR, "`Bearer`.", {401}, required=True)
+RETRY_AFTER = header(
+    "Retry-After", OpenApiTypes.INT, "Seconds to wait before retrying.", {429}, required=True
+)
+
+
+def page_parameters() -> list[Any]:
+    """`page` and `pageSize` of a page-numbered list (rotate.pagination)."""
+    return [
+        OpenApiParameter(
+            "page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}
+        ),
+        OpenApiParameter(
+            "pageSize",
+            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20},
+        ),
+    ]
+
+
+def error_response(description: str, *examples: tuple[str, dict[str, Any]]) -> Any:
+    """An error in the envelope; each example is (name, body), the body built by the
+    exception handler's own functions (`envelope_for_error`, `envelope_for_status`)."""
+    return OpenApiResponse(
+        ErrorEnvelopeSerializer,
+        description=description,
+        examples=[OpenApiExample(name, value=body, response_only=True) for name, body in examples],
+    )
+
+
+# What the handler answers to every failed authentication.
+UNAUTHORIZED_EXAMPLE = ("unauthorised", envelope_for_status(401, AUTH_FRIENDLY_MESSAGE))
+
+_ERRORS: dict[int, Any] = {
+    400: error_response(
+        "`page` or `pageSize` out of range or not an integer (code 4001).",
+        (
+            "bad page size",
+            envelope_for_error(
+                ValidationFailed(f"pageSize must be an integer between 1 and {MAX_PAGE_SIZE}")
             ),
         ),
-        401: error_response(
-            "Missing, malformed, unknown, revoked or expired key (code 4002); the bodies are "
-            "identical.",
-            UNAUTHORIZED_EXAMPLE,
-        ),
-        406: error_response("`Accept` names nothing this operation can produce (code 4009)."),
-        429: error_response("Too many requests for this key (code 4005)."),
-    }
+    ),
+    401: error_response(
+        "Missing, malformed, unknown, revoked or expired key (code 4002); the bodies are "
+        "identical.",
+        UNAUTHORIZED_EXAMPLE,
+    ),
+    406: error_response("`Accept` names nothing this operation can produce (code 4009)."),
+    429: error_response("Too many requests for this key (code 4005)."),
+}
 
-    def errors(table: dict[int, Any], codes: Sequence[int]) -> dict[tuple[int, str], Any]:
-        """The responses of `table` with these status codes, as JSON."""
-        return {(code, JSON): table[code] for code in codes}
 
-    def _credit_balance_declarations() -> Declarations:
-        return [
-            on(
-                "get",
+def errors(table: dict[int, Any], codes: Sequence[int]) -> dict[tuple[int, str], Any]:
+    """The responses of `table` with these status codes, as JSON."""
+    return {(code, JSON): table[code] for code in codes}
+
+
+# ------------------------------------------------------------------------------
+# One extension per view: drf-spectacular documents `documented_view(...)` instead of it.
+# A new view gets its own class here, `target_class` naming it by dotted path.
+# ------------------------------------------------------------------------------
+class CreditBalanceViewSchema(OpenApiViewExtension):
+    target_class = "rotate.credit_views.CreditBalanceView"
+
+    def view_replacement(self) -> type[APIView]:
+        return documented_view(
+            self.target,
+            get=operation(
                 operation_id="getCredits",
                 summary="E8: your credit balance",
                 tags=TAGS,
@@ -264,13 +261,17 @@ if SPECTACULAR:
                     (200, JSON): CreditBalanceSerializer,
                     **errors(_ERRORS, [401, 406, 429]),
                 },
-            )
-        ]
+            ),
+        )
 
-    def _credit_entry_declarations() -> Declarations:
-        return [
-            on(
-                "get",
+
+class CreditEntryListViewSchema(OpenApiViewExtension):
+    target_class = "rotate.credit_views.CreditEntryListView"
+
+    def view_replacement(self) -> type[APIView]:
+        return documented_view(
+            self.target,
+            get=operation(
                 operation_id="listCreditEntries",
                 summary="E8: your credit ledger, newest first",
                 description=(
@@ -284,17 +285,5 @@ if SPECTACULAR:
                     (200, JSON): CreditEntryPageSerializer,
                     **errors(_ERRORS, [400, 401, 406, 429]),
                 },
-            )
-        ]
-
-    _DECLARATIONS: dict[str, Callable[[], Declarations]] = {
-        "CreditBalanceView": _credit_balance_declarations,
-        "CreditEntryListView": _credit_entry_declarations,
-    }
-
-
-def documented(view: View) -> View:
-    """Attach the OpenAPI declarations of one of the platform's views (E8)."""
-    if not SPECTACULAR:
-        return view
-    return document_view(view, _DECLARATIONS[view.__name__])
+            ),
+        )

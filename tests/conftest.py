@@ -1,4 +1,5 @@
-"""Shared fixtures: users, API keys, authenticated clients, and the tool/service guard."""
+"""Shared fixtures: users, API keys, authenticated clients, a local video storage of the
+test's own, and the tool/service guard."""
 
 import os
 import shutil

@@ -6,13 +6,13 @@ works the same whichever database the rest of the suite uses.
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.processes import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +46,30 @@ def manage(*args: str, env: dict[str, str]) -> str:
     return python("manage.py", *args, env=env)
 
 
+def project_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a reference-project process of its own: the local settings on a
+    SQLite file and a media root (local storage) in `workdir`."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(workdir / "media"),
+        **extra,
+    }
+
+
+def worker_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """`project_env` for Celery processes: beat's schedule in `workdir`, and the test Redis
+    as broker when there is one, else a SQLite broker in `workdir`."""
+    return project_env(
+        workdir,
+        CELERY_BEAT_SCHEDULE_FILENAME=str(workdir / "beat-schedule"),
+        CELERY_BROKER_URL=os.environ.get("REDIS_URL")
+        or f"sqla+sqlite:///{workdir / 'broker.sqlite3'}",
+        **extra,
+    )
+
+
 _CREATE_GENERATION = (
     "from django.contrib.auth import get_user_model;"
     "from generations.services import generation_create;"
@@ -54,42 +78,16 @@ _CREATE_GENERATION = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{name} did not start")
-
-
 def _serve(
     workdir: Path,
     server_args: Callable[[int], list[str]],
     extra_env: dict[str, str] | None = None,
 ) -> tuple[LiveServer, subprocess.Popen]:
     """Seed the demo data into `workdir`, then run `python -m <server_args(port)>`."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(workdir / "media"),
-        "PORT": str(port),
-        "DEBUG": "0",
-        "WEB_CONCURRENCY": "1",
-        **(extra_env or {}),
-    }
+    port = free_port()
+    # the caller's `extra_env` overrides these defaults
+    defaults = {"PORT": str(port), "DEBUG": "0", "WEB_CONCURRENCY": "1"}
+    env = project_env(workdir, **{**defaults, **(extra_env or {})})
     env.pop("REDIS_URL", None)
     manage("migrate", "--noinput", env=env)
     manage("createcachetable", env=env)  # as `make migrate`: the cache all workers share
@@ -105,7 +103,7 @@ def _serve(
         # appended: a second server on the same workdir must not cut the first one's log
         stderr=(workdir / "server.log").open("a"),
     )
-    _wait_for_port(port, process, args[0])
+    wait_for_port(port, process)
     server = LiveServer(
         base_url=f"http://127.0.0.1:{port}/api/v1",
         raw_key=raw_key,
@@ -155,7 +153,7 @@ def nginx_site(upstream_port: int, listen_port: int, access_log: Path) -> str:
 def start_nginx(nginx: str, workdir: Path, upstream_port: int) -> tuple[int, subprocess.Popen]:
     """nginx with docker/nginx.conf's site in front of `upstream_port`, on a free port (not
     80, so a link that drops the port shows); its access log is `workdir/nginx-access.log`."""
-    port = _free_port()
+    port = free_port()
     directory = workdir / "nginx"
     directory.mkdir(exist_ok=True)
     (directory / "default.conf").write_text(
@@ -172,5 +170,5 @@ def start_nginx(nginx: str, workdir: Path, upstream_port: int) -> tuple[int, sub
         stdout=subprocess.DEVNULL,
         stderr=(workdir / "nginx.log").open("a"),
     )
-    _wait_for_port(port, process, "nginx")
+    wait_for_port(port, process)
     return port, process

@@ -1,7 +1,8 @@
 """The dependency rules of the design, enforced by scanning imports with `ast`.
 
 config → generations → rotate, never back; Celery only in tasks modules and the Celery
-app; the zip layout module and key crypto use the standard library only.
+app; the zip layout module and key crypto use the standard library only; OpenAPI stays out
+of the views' import graph.
 """
 
 import ast
@@ -14,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rotate", "generations", "config")
 STDLIB_ONLY = ("generations/archive.py", "rotate/keys.py")
+# drf-spectacular is optional: only these import it, and only the apps' `ready()` them.
+SCHEMA_MODULES = {"rotate.schema", "generations.schema"}
 
 
 def module_name(path: Path) -> str:
@@ -23,8 +26,11 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imported_modules(source: str, module: str, *, is_package: bool = False) -> Iterator[str]:
-    """Every absolute module name a source imports, anywhere in it (relative ones resolved)."""
+def imported_modules(
+    source: str, module: str, *, is_package: bool = False, with_names: bool = False
+) -> Iterator[str]:
+    """Every absolute module name a source imports, anywhere in it (relative ones resolved);
+    `with_names` adds `a.b` for every `from a import b`, where b may be a submodule."""
     package = module.split(".") if is_package else module.split(".")[:-1]
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -37,19 +43,22 @@ def imported_modules(source: str, module: str, *, is_package: bool = False) -> I
                 target = node.module or ""
             yield target
             # `from . import x` may import the submodule x.
-            yield from (f"{target}.{alias.name}" for alias in node.names if not node.module)
+            yield from (
+                f"{target}.{alias.name}" for alias in node.names if with_names or not node.module
+            )
 
 
 def source_files() -> list[Path]:
     return sorted(path for package in PACKAGES for path in (ROOT / package).rglob("*.py"))
 
 
-def imports_of(path: Path) -> set[str]:
+def imports_of(path: Path, *, with_names: bool = False) -> set[str]:
     return set(
         imported_modules(
             path.read_text(encoding="utf-8"),
             module_name(path),
             is_package=path.name == "__init__.py",
+            with_names=with_names,
         )
     )
 
@@ -95,6 +104,15 @@ def test_architecture_import_scanner_sees_every_form(source, module, expected):
     assert set(imported_modules(source, module)) == expected
 
 
+def test_architecture_import_scanner_with_names_sees_submodules_imported_by_name():
+    source = "def ready():\n    from generations import schema"
+
+    assert set(imported_modules(source, "generations.apps", with_names=True)) == {
+        "generations",
+        "generations.schema",
+    }
+
+
 def test_architecture_rotate_never_imports_generations_or_config():
     assert violations("rotate", {"generations", "config"}) == []
 
@@ -127,3 +145,22 @@ def test_architecture_pure_modules_import_only_the_standard_library(path):
     )
 
     assert non_stdlib == []
+
+
+def test_architecture_openapi_stays_out_of_the_views_import_graph():
+    """Only the schema modules import drf-spectacular; only the apps' `ready()` imports them."""
+    offenders = []
+    for path in source_files():
+        module = module_name(path)
+        if top_level(module) == "config" or module in SCHEMA_MODULES:
+            continue
+        for imported in sorted(imports_of(path, with_names=True)):
+            spectacular = top_level(imported) == "drf_spectacular"
+            schema = imported in SCHEMA_MODULES and path.name != "apps.py"
+            if spectacular or schema:
+                offenders.append(f"{relative(path)} imports {imported}")
+
+    assert offenders == []
+    for schema_module in SCHEMA_MODULES:
+        app = schema_module.split(".")[0]
+        assert schema_module in imports_of(ROOT / app / "apps.py", with_names=True)

@@ -11,12 +11,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django import urls
 from django.contrib.admindocs.views import simplify_regex
 from django.core.management import call_command
 from django.urls import URLPattern, URLResolver, get_resolver
+from drf_spectacular.extensions import OpenApiViewExtension
+from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
+from generations import views
+from rotate import credit_views
 from tests.e2e_server import start_gunicorn
+from tests.processes import stop_process
 
 API_PREFIX = "/api/v1/"
 JSON = "application/json"
@@ -195,6 +201,22 @@ def test_openapi_download_cap_is_a_documented_429(schema, path, method):
     assert examples["ConcurrentDownloads"]["value"]["error"]["code"] == 4005
 
 
+def test_openapi_error_examples_are_what_the_handler_sends(schema, api_client):
+    # Given the documented examples of E1's 400 and 401
+    responses = operation(schema, "generations/download", "post")["responses"]
+    too_many = responses["400"]["content"][JSON]["examples"]["TooManyIDs"]["value"]
+    unauthorised = responses["401"]["content"][JSON]["examples"]["Unauthorised"]["value"]
+
+    # When the same requests are sent
+    body = {"videoIds": list(range(1, 102))}
+    sent_too_many = api_client.post(f"{API_PREFIX}generations/download", body, format="json")
+    sent_unauthorised = APIClient().post(f"{API_PREFIX}generations/download", body, format="json")
+
+    # Then the bodies are the examples
+    assert sent_too_many.json() == too_many
+    assert sent_unauthorised.json() == unauthorised
+
+
 def test_openapi_every_operation_with_a_body_documents_413(schema):
     with_body = [
         operation_
@@ -318,8 +340,7 @@ def test_openapi_schemathesis_finds_no_failure(tmp_path, monkeypatch):
             check=False,
         )
     finally:
-        process.terminate()
-        process.wait(timeout=60)  # graceful_timeout (30 s): E6 fetches may still run
+        stop_process(process, timeout=60)  # graceful_timeout (30 s): E6 fetches may still run
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:]
     assert "12 selected / 12 total" in output
@@ -328,7 +349,8 @@ def test_openapi_schemathesis_finds_no_failure(tmp_path, monkeypatch):
 
 
 def test_openapi_views_need_no_drf_spectacular():
-    """A host site without drf-spectacular imports the views; they just carry no schema."""
+    """A host site without drf-spectacular loads the apps and imports the views and URLs;
+    the schema modules are never imported."""
     code = """
 import sys
 sys.modules["drf_spectacular"] = None  # as if not installed
@@ -340,8 +362,9 @@ settings.configure(
 )
 import django
 django.setup()
-from generations import schema, views
-assert not schema.SPECTACULAR
+from generations import urls, views
+assert "generations.schema" not in sys.modules
+assert "rotate.schema" not in sys.modules
 assert "schema" not in vars(views.GenerationDownloadView)
 print("ok")
 """
@@ -355,3 +378,70 @@ print("ok")
         check=False,
     )
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_openapi_every_api_view_has_its_extension():
+    """A new view gets one `OpenApiViewExtension` beside the others (rotate/schema.py or
+    generations/schema.py), or it is documented from guesses."""
+    undocumented = sorted(
+        pattern.callback.cls.__name__
+        for regex, pattern in iter_routes(get_resolver().url_patterns)
+        if simplify_regex(regex).startswith(API_PREFIX)
+        and OpenApiViewExtension.get_match(pattern.callback) is None
+    )
+
+    assert undocumented == []
+
+
+def test_openapi_views_use_our_schema_class_whatever_the_hosts_default(settings):
+    # given only our URLs, generated under the project's DEFAULT_SCHEMA_CLASS
+    patterns = [
+        urls.path("api/v1/", urls.include("generations.urls")),
+        urls.path("api/v1/", urls.include("rotate.urls")),
+    ]
+    ours = SchemaGenerator(patterns=patterns).get_schema(request=None, public=True)
+
+    # when a host leaves DRF's own default (which drf-spectacular cannot use)
+    settings.REST_FRAMEWORK = {}
+    hosts = SchemaGenerator(patterns=patterns).get_schema(request=None, public=True)
+
+    # then our operations come out the same
+    assert hosts == ours
+    assert hosts["paths"]["/api/v1/generations/download"]["post"]["requestBody"]["required"]
+
+
+def test_openapi_schema_modules_are_loaded_by_the_apps():
+    # Given the apps are ready (drf-spectacular installed), their extensions are registered.
+    registered = {extension.__name__ for extension in OpenApiViewExtension._registry}
+
+    assert {
+        "GenerationDownloadViewSchema",
+        "GenerationDownloadLinkViewSchema",
+        "GenerationVideoViewSchema",
+        "GenerationStatusViewSchema",
+        "GenerationListViewSchema",
+        "GenerationCancelViewSchema",
+        "CreditBalanceViewSchema",
+        "CreditEntryListViewSchema",
+    } <= registered
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        views.GenerationDownloadView,
+        views.GenerationDownloadLinkView,
+        views.GenerationVideoView,
+        views.GenerationStatusView,
+        views.GenerationListView,
+        views.GenerationCancelView,
+        credit_views.CreditBalanceView,
+        credit_views.CreditEntryListView,
+    ],
+)
+def test_openapi_generating_the_schema_leaves_the_views_untouched(schema, view):
+    # Given the schema has been generated (the fixture), the views carry no schema of theirs.
+    assert "schema" not in vars(view)
+    for method in ("get", "post"):
+        handler = vars(view).get(method)
+        assert not hasattr(handler, "kwargs"), (view, method)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.rotate.envelopes import assert_envelope_body
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rotate", "generations")
 # The same releases the suite runs on, so the host test matches the suite's Django.
@@ -320,10 +322,7 @@ def test_packaging_wheel_plugs_into_a_host_site(wheel, tmp_path):
     # our errors are our envelope, never the host's handler
     assert probe["unauthorised_status"] == 401
     assert probe["unauthorised_www_authenticate"].startswith("Bearer")
-    body = probe["unauthorised_body"]
-    assert body["success"] is False
-    assert body["error"]["code"] == 4002
-    assert "host_error" not in body
+    assert_envelope_body(probe["unauthorised_body"], code=4002)
     # while the host's own views keep the host's exception handler
     assert probe["host_status"] == 404
     assert probe["host_body"]["host_error"] is True

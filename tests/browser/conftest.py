@@ -18,6 +18,7 @@ import pytest
 from tests.browser.page_server import PageServer
 from tests.conftest import REQUIRE_SERVICES, require_executable
 from tests.e2e_server import ROOT, LiveServer, start_gunicorn
+from tests.processes import stop_process
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM_ARGS = [
@@ -83,8 +84,7 @@ def live(tmp_path_factory, page_server: PageServer) -> Iterator[LiveServer]:
         )
         server, process = start_gunicorn(workdir)
     yield server
-    process.terminate()
-    process.wait(timeout=10)
+    stop_process(process, timeout=10)
 
 
 @pytest.fixture

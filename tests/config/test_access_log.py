@@ -15,6 +15,7 @@ import pytest
 from config.gunicorn_logging import log_escape
 from tests.config.test_nginx import wait_for_line
 from tests.e2e_server import LiveServer, start_gunicorn
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -31,8 +32,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe
     log = work / "access.log"
     live, process = start_gunicorn(work, "--access-logfile", str(log))
     yield live, log
-    process.terminate()
-    process.wait(timeout=40)
+    stop_process(process, timeout=40)
 
 
 def get(live: LiveServer, target: str, headers: dict[str, str] | None = None) -> int:

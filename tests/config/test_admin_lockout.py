@@ -12,6 +12,7 @@ from django.conf import settings
 from django.test import Client
 
 from tests.e2e_server import manage, start_gunicorn
+from tests.processes import stop_process
 
 LOGIN_URL = "/admin/login/?next=/admin/"
 PASSWORD = "correct horse battery staple"
@@ -144,8 +145,7 @@ def test_admin_lockout_on_gunicorn(tmp_path: Path):
         wrong = [_post_login(base, "wrong").status for _ in range(5)]
         right = _post_login(base, PASSWORD)
     finally:
-        process.terminate()
-        process.wait(timeout=40)
+        stop_process(process, timeout=40)
     # then the form was shown again four times, then locked, right password included
     assert wrong[:4] == [200] * 4
     assert wrong[4] == 429

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from tests.e2e_server import LiveServer, start_gunicorn
+from tests.processes import stop_process
+from tests.rotate.envelopes import assert_envelope_body
 
 pytestmark = pytest.mark.e2e
 
@@ -38,8 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, temp_dir: Path) -> Iterator
         tmp_path_factory.mktemp("api-envelope"), env={"DEBUG": "1", "TMPDIR": str(temp_dir)}
     )
     yield live
-    process.terminate()
-    process.wait(timeout=40)
+    stop_process(process, timeout=40)
 
 
 def port_of(server: LiveServer) -> int:
@@ -68,13 +69,13 @@ def exchange_raw(server: LiveServer, head: str, *body_parts: bytes) -> tuple[Any
         return response, response.read()
 
 
-def assert_envelope(response: Any, body: bytes, *, status: int, code: int) -> dict[str, Any]:
+def assert_envelope(
+    response: Any, body: bytes, *, status: int, code: int, **meta: Any
+) -> dict[str, Any]:
     assert response.status == status, body[:300]
     assert response.getheader("Content-Type") == "application/json"
     assert REQUEST_ID.fullmatch(response.getheader("X-Request-ID") or "")
-    data = json.loads(body)
-    assert data["success"] is False
-    assert data["error"]["code"] == code
+    data = assert_envelope_body(json.loads(body), code=code, **meta)
     text = body.decode()
     for leak in ("<", "Traceback", "urlpatterns", str(Path.cwd())):
         assert leak not in text
@@ -199,8 +200,15 @@ def test_server_unknown_api_path_is_enveloped_with_debug_on(server: LiveServer, 
     connection.request("GET", path, headers={"Accept": "text/html"})
     response, body = answer(connection)
 
-    data = assert_envelope(response, body, status=404, code=4006)
-    assert data["error"]["meta"]["resource"] == "resource"
+    assert_envelope(
+        response,
+        body,
+        status=404,
+        code=4006,
+        message="resource not found",
+        title="Resource Not Found",
+        resource="resource",
+    )
 
 
 def test_server_refused_host_is_enveloped(server: LiveServer) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_server import LiveServer, start_uvicorn
+from tests.processes import stop_process
+from tests.rotate.envelopes import assert_envelope_body
 
 pytestmark = pytest.mark.e2e
 
@@ -55,8 +57,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmpdir.mkdir()
     live, process = start_uvicorn(work, env={"TMPDIR": str(tmpdir)})
     yield Server(live, process.pid, tmpdir)
-    process.terminate()
-    process.wait(timeout=40)
+    stop_process(process, timeout=40)
 
 
 def head(path: str, headers: dict[str, str]) -> bytes:
@@ -123,7 +124,7 @@ def test_asgi_multipart_upload_is_refused_before_a_byte_is_stored(server):
 
     # then it gets a 400 in the envelope at once, and nothing went to a temporary file
     assert status == 400
-    assert body["error"]["code"] == 4001
+    assert_envelope_body(body, code=4001)
     assert "Multipart" in body["error"]["meta"]["friendlyMessage"]
     assert response_headers["content-type"] == "application/json"
     assert response_headers["x-request-id"] == "upload-1"
@@ -138,7 +139,7 @@ def test_asgi_declared_body_over_the_cap_is_413_unread(server):
 
     # then it gets a 413 (4011) without the server waiting for the body
     assert status == 413
-    assert body["error"]["code"] == 4011
+    assert_envelope_body(body, code=4011)
     assert str(CAP) in body["error"]["meta"]["friendlyMessage"]
     assert response_headers["x-request-id"]  # a new one: the client sent none
 
@@ -151,7 +152,7 @@ def test_asgi_chunked_body_past_the_cap_is_413(server):
 
     # then it gets a 413 once past the cap, and the spooled part is gone
     assert status == 413
-    assert body["error"]["code"] == 4011
+    assert_envelope_body(body, code=4011)
     assert server.temp_files() == []
 
 

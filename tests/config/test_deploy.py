@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 
 from tests.conftest import REQUIRE_SERVICES, require_executable
 from tests.e2e_server import nginx_site, start_nginx
+from tests.processes import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -305,24 +305,6 @@ def test_deploy_nginx_config_is_valid_and_points_at_the_web_service(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
-
-
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: object, **kwargs: object) -> None:
         return None
@@ -397,5 +379,4 @@ def test_deploy_production_server_behind_the_sample_nginx_answers_probes(tmp_pat
         assert headers["Location"] == f"https://127.0.0.1:{proxy_port}/api/v1/generations"
     finally:
         for process in (proxy, gunicorn, redis):
-            process.terminate()
-            process.wait(timeout=20)
+            stop_process(process, timeout=20)

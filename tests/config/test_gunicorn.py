@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_server import start_gunicorn
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -21,8 +22,7 @@ HELD_DOWNLOADS = 3  # of 2 workers × 2 threads: one thread stays free
 def server(tmp_path: Path):
     live, process = start_gunicorn(tmp_path, env={"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "2"})
     yield live
-    process.terminate()
-    process.wait(timeout=40)
+    stop_process(process, timeout=40)
 
 
 def test_status_requests_reach_the_free_thread_while_downloads_hold_the_others(server, tmp_path):

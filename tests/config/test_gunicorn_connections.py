@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_server import start_gunicorn
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -34,8 +35,7 @@ def server(tmp_path: Path):
     )
     url = urllib.parse.urlsplit(live.base_url)
     yield url.hostname, url.port
-    process.terminate()
-    process.wait(timeout=40)
+    stop_process(process, timeout=40)
 
 
 def healthz(address: tuple[str, int], timeout: float = PROBE_TIMEOUT) -> int:
@@ -185,8 +185,7 @@ def test_stalled_bodies_leave_the_server_answering(tmp_path, length, sent, statu
     finally:
         for sock in sockets:
             sock.close()
-        process.terminate()
-        process.wait(timeout=40)
+        stop_process(process, timeout=40)
 
 
 def test_a_request_head_over_the_limit_is_refused_at_once(server):

@@ -20,6 +20,8 @@ import pytest
 
 from tests.conftest import require_executable
 from tests.e2e_server import LiveServer, start_gunicorn, start_nginx
+from tests.processes import stop_process
+from tests.rotate.envelopes import assert_envelope_body
 
 pytestmark = pytest.mark.e2e
 
@@ -58,8 +60,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     proxy_port, proxy = start_nginx(nginx, work, upstream)
     yield Stack(app, proxy_port, gunicorn_log, work / "nginx-access.log")
     for process in (proxy, gunicorn):
-        process.terminate()
-        process.wait(timeout=40)
+        stop_process(process, timeout=40)
 
 
 def test_nginx_e7_link_keeps_the_port_the_client_used(stack):
@@ -134,7 +135,7 @@ def test_nginx_limits_the_requests_one_client_has_in_flight(stack):
         # when it sends one more, then nginx refuses it in the API's envelope, with Retry-After
         status, headers, body = stack.request("GET", "/api/v1/generations", headers=stack.bearer())
         assert status == 429
-        assert json.loads(body)["error"]["code"] == 4005
+        assert_envelope_body(json.loads(body), code=4005)
         assert headers["Content-Type"] == "application/json"
         assert int(headers["Retry-After"]) >= 1
         assert headers["X-Request-ID"]
@@ -159,9 +160,8 @@ def test_nginx_lets_bulk_create_bodies_past_1_mb_and_refuses_64_mb_in_the_envelo
     too_big = b" " * (64 * 1024 * 1024 + 1)
     status, response_headers, body = stack.request("POST", "/api/v1/generations", too_big, headers)
     assert status == 413
-    error = json.loads(body)["error"]
-    assert (error["code"], error["meta"]["friendlyMessage"]) == (
-        4011,
-        "The request body is over the 64 MB limit",
+    envelope = assert_envelope_body(json.loads(body), code=4011)
+    assert (
+        envelope["error"]["meta"]["friendlyMessage"] == "The request body is over the 64 MB limit"
     )
     assert "X-Request-ID" in response_headers

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.e2e_server import start_gunicorn
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -32,8 +33,7 @@ def server(tmp_path):
     }
     live, process = start_gunicorn(tmp_path, env=env)
     yield live
-    process.terminate()
-    process.wait(timeout=40)
+    stop_process(process, timeout=40)
 
 
 def test_shared_cache_throttle_passes_exactly_the_limit_under_parallel_requests(server):

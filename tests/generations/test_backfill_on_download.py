@@ -12,6 +12,7 @@ from generations.models import Generation
 from generations.plans import archive_plan_build
 from generations.storage import video_storage
 from tests.factories import GenerationFactory
+from tests.rotate.envelopes import assert_error_envelope
 from tests.zip_readers import ZIP_READERS, assert_archive_valid
 
 DOWNLOAD = "/api/v1/generations/download"
@@ -104,8 +105,7 @@ def test_head_records_too(api_client, unrecorded):
 def test_unreadable_unrecorded_video_is_the_500_envelope_before_any_byte(api_client, unrecorded):
     video_storage.delete(unrecorded.video.name)
     response = api_client.get(f"{DOWNLOAD}?ids={unrecorded.pk}")
-    assert response.status_code == 500
-    assert response.json()["error"]["code"] == 5000
+    assert_error_envelope(response, status=500, code=5000)
     assert unrecorded.video.name not in response.content.decode()
     assert Generation.objects.missing_checksum().filter(pk=unrecorded.pk).exists()
 

@@ -5,6 +5,7 @@ import base64
 import io
 import json
 import socket
+from unittest.mock import ANY
 
 import pytest
 from django.db import connection
@@ -18,6 +19,7 @@ from rotate.selectors import credit_balance
 from rotate.services import credit_grant
 from tests.factories import GenerationFactory
 from tests.generations.test_status_and_list import STATUS_KEYS
+from tests.rotate.envelopes import assert_error_envelope, assert_unauthorized
 
 URL = "/api/v1/generations"
 
@@ -31,13 +33,6 @@ def image_bytes(size=(8, 6), format="PNG", color=(200, 30, 40)) -> bytes:
 def data_url(size=(8, 6), format="PNG") -> str:
     media = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}[format]
     return f"data:image/{media};base64,{base64.b64encode(image_bytes(size, format)).decode()}"
-
-
-def assert_envelope(response, status: int, code: int) -> None:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["success"] is False
-    assert body["error"]["code"] == code
 
 
 def post(client, body, **headers):
@@ -227,8 +222,7 @@ def test_every_item_failing_is_200_and_charges_and_creates_nothing(api_client, f
 )
 def test_malformed_request_fails_whole_with_paths(api_client, funded, body, friendly, paths):
     response = post(api_client, body)
-    assert_envelope(response, 400, 4001)
-    meta = response.json()["error"]["meta"]
+    meta = assert_error_envelope(response, status=400, code=4001, errors=ANY)["error"]["meta"]
     assert meta["friendlyMessage"] == friendly
     assert [error["path"] for error in meta["errors"]] == paths
     assert all(error["message"] for error in meta["errors"])
@@ -247,10 +241,7 @@ def test_insufficient_credits_creates_and_charges_nothing(api_client, user):
     credit_grant(owner=user, amount=12)
     body = {"generations": [{"imageUrl": data_url()} for _ in range(3)]}
     response = post(api_client, body)
-    assert_envelope(response, 402, 4003)
-    meta = response.json()["error"]["meta"]
-    assert (meta["required"], meta["available"]) == (15, 12)
-    assert meta["title"] == "Payment Required"
+    assert_error_envelope(response, status=402, code=4003, required=15, available=12)
     assert not Generation.objects.exists()
     assert credit_balance(owner=user) == 12
     assert stored_inputs(user) == []
@@ -258,8 +249,7 @@ def test_insufficient_credits_creates_and_charges_nothing(api_client, user):
 
 def test_no_account_is_402_with_nothing_available(api_client, user):
     response = post(api_client, {"generations": [{"imageUrl": data_url()}]})
-    assert_envelope(response, 402, 4003)
-    assert response.json()["error"]["meta"]["available"] == 0
+    assert_error_envelope(response, status=402, code=4003, required=5, available=0)
 
 
 def test_charge_covers_only_accepted_items(api_client, user):
@@ -277,22 +267,21 @@ def test_body_limit_is_64_mb(api_client, funded):
     assert response.status_code == 200
     huge = b'{"generations": [], "padding": "' + b"x" * (64 * 1024 * 1024) + b'"}'
     response = api_client.post(URL, huge, content_type="application/json")
-    assert_envelope(response, 413, 4011)
+    assert_error_envelope(response, status=413, code=4011)
 
 
 def test_not_acceptable_creates_and_charges_nothing(api_client, funded):
     response = post(
         api_client, {"generations": [{"imageUrl": data_url()}]}, HTTP_ACCEPT="image/png"
     )
-    assert_envelope(response, 406, 4009)
+    assert_error_envelope(response, status=406, code=4009)
     assert not Generation.objects.exists()
     assert credit_balance(owner=funded) == 100
 
 
 def test_form_body_is_refused(api_client, funded):
     response = api_client.post(URL, {"generations": "x"})
-    assert response.status_code in (400, 415)
-    assert response.json()["error"]["code"] == 4001
+    assert_error_envelope(response, status=400, code=4001)
 
 
 def test_unauthenticated_creates_nothing(client, db):
@@ -301,7 +290,7 @@ def test_unauthenticated_creates_nothing(client, db):
         json.dumps({"generations": [{"imageUrl": data_url()}]}),
         content_type="application/json",
     )
-    assert_envelope(response, 401, 4002)
+    assert_unauthorized(response)
     assert not Generation.objects.exists()
 
 
@@ -373,10 +362,12 @@ def test_status_object_shows_progress_only_while_rotating_and_error_when_failed(
 @pytest.mark.parametrize("field", ["externalId", "description"])
 def test_nul_in_a_text_field_fails_the_request_not_the_database(api_client, funded, field):
     response = post(api_client, {"generations": [{"imageUrl": data_url(), field: "a\x00b"}]})
-    assert_envelope(response, 400, 4001)
-    assert response.json()["error"]["meta"]["errors"] == [
-        {"path": f"generations[0].{field}", "message": "must not contain NUL characters"}
-    ]
+    assert_error_envelope(
+        response,
+        status=400,
+        code=4001,
+        errors=[{"path": f"generations[0].{field}", "message": "must not contain NUL characters"}],
+    )
     assert not Generation.objects.exists()
 
 
@@ -392,8 +383,8 @@ def test_lone_surrogate_escapes_are_400(api_client, funded, raw):
     response = api_client.post(
         URL, raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY="surrogate"
     )
-    assert_envelope(response, 400, 4001)
-    assert "surrogate" in response.json()["error"]["meta"]["friendlyMessage"]
+    body = assert_error_envelope(response, status=400, code=4001)
+    assert "surrogate" in body["error"]["meta"]["friendlyMessage"]
 
 
 def test_surrogate_pairs_are_fine(api_client, funded):

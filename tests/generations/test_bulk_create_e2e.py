@@ -15,6 +15,8 @@ import pytest
 from PIL import Image
 
 from tests.e2e_server import LiveServer, start_gunicorn
+from tests.processes import stop_process
+from tests.rotate.envelopes import assert_envelope_body
 
 pytestmark = pytest.mark.e2e
 
@@ -25,8 +27,7 @@ DEMO_BODY = Path(__file__).resolve().parents[2] / "config" / "demo" / "generatio
 def server(tmp_path_factory):
     live, process = start_gunicorn(tmp_path_factory.mktemp("e2e-create"))
     yield live
-    process.terminate()
-    process.wait(timeout=10)
+    stop_process(process, timeout=10)
 
 
 def create(server: LiveServer, body: bytes, **headers: str) -> http.client.HTTPResponse:
@@ -116,7 +117,7 @@ def test_body_over_64_mb_is_413_before_it_is_read(server):
     connection.endheaders(b'{"generations": [')
     response = connection.getresponse()
     assert response.status == 413
-    assert json.loads(response.read())["error"]["code"] == 4011
+    assert_envelope_body(json.loads(response.read()), code=4011)
 
 
 def _png() -> bytes:

@@ -18,7 +18,8 @@ from rotate.models import CreditEntry, IdempotencyRecord
 from rotate.selectors import credit_balance, credit_reconcile
 from rotate.services import credit_grant
 from tests.factories import ApiKeyFactory, UserFactory
-from tests.generations.test_bulk_create import URL, assert_envelope, data_url, post
+from tests.generations.test_bulk_create import URL, data_url, post
+from tests.rotate.envelopes import assert_error_envelope
 
 pytestmark = pytest.mark.usefixtures("storage_root")
 
@@ -73,8 +74,7 @@ def test_keys_are_scoped_to_their_owner(api_client, funded, client_for):
 def test_same_key_other_body_is_422(api_client, funded):
     post(api_client, body(external_id="a"), HTTP_IDEMPOTENCY_KEY="k")
     response = post(api_client, body(external_id="b"), HTTP_IDEMPOTENCY_KEY="k")
-    assert_envelope(response, 422, 4013)
-    assert response.json()["error"]["message"] == "Idempotency key reused"
+    assert_error_envelope(response, status=422, code=4013)
     assert Generation.objects.count() == 1
 
 
@@ -83,7 +83,7 @@ def test_first_request_still_running_is_409_with_retry_after(api_client, funded)
 
     IdempotencyRecord.objects.create(owner=funded, key="k", request_digest=request_digest(body()))
     response = post(api_client, body(), HTTP_IDEMPOTENCY_KEY="k")
-    assert_envelope(response, 409, 4012)
+    assert_error_envelope(response, status=409, code=4012)
     assert response["Retry-After"] == "1"
     assert not Generation.objects.exists()
 
@@ -136,8 +136,8 @@ def test_malformed_key_is_400(api_client, funded, key):
         content_type="application/json",
         headers={"Idempotency-Key": key},
     )
-    assert_envelope(response, 400, 4001)
-    assert "Idempotency-Key" in response.json()["error"]["meta"]["friendlyMessage"]
+    envelope = assert_error_envelope(response, status=400, code=4001)
+    assert "Idempotency-Key" in envelope["error"]["meta"]["friendlyMessage"]
     assert not Generation.objects.exists()
 
 

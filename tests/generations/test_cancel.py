@@ -38,6 +38,7 @@ from tests.generations.test_render_pipeline import (
     wait_for,
 )
 from tests.generations.test_status_and_list import STATUS_KEYS
+from tests.rotate.envelopes import assert_error_envelope, assert_not_found, assert_unauthorized
 
 
 def cancel_url(generation_id: object, slash: str = "") -> str:
@@ -48,15 +49,6 @@ def status_of(client: APIClient, generation: Generation) -> dict:
     response = client.get(f"/api/v1/generations/{generation.pk}/status")
     assert response.status_code == 200
     return response.json()
-
-
-def assert_envelope(response, *, status: int, code: int) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert body["success"] is False
-    assert body["error"]["code"] == code
-    return body
 
 
 def ledger() -> list[tuple[int, str, int]]:
@@ -200,10 +192,8 @@ def test_cancel_of_another_owners_generation_is_404(api_client, other_user):
     credit_grant(owner=other_user, amount=GRANT)
     generation = paid_generation(other_user)
 
-    body = assert_envelope(api_client.post(cancel_url(generation.pk)), status=404, code=4006)
+    assert_not_found(api_client.post(cancel_url(generation.pk)), resource="generation")
 
-    assert body["error"]["meta"]["resource"] == "generation"
-    assert body["error"]["message"] == "generation not found"
     generation.refresh_from_db()
     assert (generation.status, generation.refunded) == (Generation.Status.STARTING, False)
     assert credit_balance(owner=other_user) == GRANT - PRICE
@@ -211,9 +201,7 @@ def test_cancel_of_another_owners_generation_is_404(api_client, other_user):
 
 @pytest.mark.parametrize("generation_id", ["987654321", "abc", "0", "99999999999999999999"])
 def test_cancel_of_a_missing_generation_is_404(api_client, generation_id):
-    body = assert_envelope(api_client.post(cancel_url(generation_id)), status=404, code=4006)
-
-    assert body["error"]["meta"]["resource"] == "generation"
+    assert_not_found(api_client.post(cancel_url(generation_id)), resource="generation")
 
 
 def test_cancel_without_a_key_is_401(funded):
@@ -221,8 +209,7 @@ def test_cancel_without_a_key_is_401(funded):
 
     response = APIClient().post(cancel_url(generation.pk))
 
-    assert_envelope(response, status=401, code=4002)
-    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert_unauthorized(response)
     generation.refresh_from_db()
     assert generation.status == Generation.Status.STARTING
 
@@ -233,7 +220,7 @@ def test_cancel_serves_only_post(api_client, funded, method):
 
     response = getattr(api_client, method)(cancel_url(generation.pk))
 
-    assert_envelope(response, status=405, code=4008)
+    assert_error_envelope(response, status=405, code=4008)
     generation.refresh_from_db()
     assert generation.status == Generation.Status.STARTING
 
@@ -243,7 +230,7 @@ def test_cancel_that_accepts_only_png_is_406_and_cancels_nothing(api_client, fun
 
     response = api_client.post(cancel_url(generation.pk), HTTP_ACCEPT="image/png")
 
-    assert_envelope(response, status=406, code=4009)
+    assert_error_envelope(response, status=406, code=4009)
     generation.refresh_from_db()
     assert (generation.status, generation.refunded) == (Generation.Status.STARTING, False)
     assert refunds_of(generation) == []
@@ -253,7 +240,7 @@ def test_cancel_that_accepts_only_png_is_406_and_cancels_nothing(api_client, fun
 def test_cancel_of_a_missing_generation_with_a_bad_accept_is_still_404(api_client):
     response = api_client.post(cancel_url(987654321), HTTP_ACCEPT="image/png")
 
-    assert_envelope(response, status=404, code=4006)
+    assert_not_found(response, resource="generation")
 
 
 # --- rotating ----------------------------------------------------------------------------

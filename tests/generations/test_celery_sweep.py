@@ -2,7 +2,6 @@
 scheduled `generations.expire_generations` task (Redis as broker when REDIS_URL is set,
 else the broker-less SQLite transport of `make run`)."""
 
-import os
 import subprocess
 import sys
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_server import ROOT, manage
+from tests.e2e_server import ROOT, manage, worker_env
 
 pytestmark = pytest.mark.e2e
 
@@ -36,16 +35,7 @@ for row in Generation.objects.order_by("pk"):
 
 def test_celery_worker_and_beat_purge_expired_videos(tmp_path):
     # given a project with one generation past expiry + grace, and one live
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(tmp_path / "media"),
-        "EXPIRY_SWEEP_INTERVAL": "1",
-        "CELERY_BEAT_SCHEDULE_FILENAME": str(tmp_path / "beat-schedule"),
-        "CELERY_BROKER_URL": os.environ.get("REDIS_URL")
-        or f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}",
-    }
+    env = worker_env(tmp_path, EXPIRY_SWEEP_INTERVAL="1")
 
     manage("migrate", "--noinput", env=env)
     seeded = manage("shell", "-c", SEED, env=env)

@@ -4,6 +4,7 @@ import pytest
 
 from generations.preconditions import Precondition, PreconditionFailed, precondition_evaluate
 from tests.factories import GenerationFactory
+from tests.rotate.envelopes import assert_error_envelope
 
 DOWNLOAD = "/api/v1/generations/download"
 ETAG = '"abc"'
@@ -38,10 +39,7 @@ def assert_not_modified(response, etag: str) -> None:
 
 
 def assert_precondition_failed(response) -> None:
-    assert response.status_code == 412
-    assert response.json()["error"]["code"] == 4014
-    assert response.json()["error"]["message"] == "Precondition failed"
-    assert response.json()["error"]["meta"]["title"] == "Precondition Failed"
+    assert_error_envelope(response, status=412, code=4014)
 
 
 @pytest.mark.parametrize("method", ["get", "head"])

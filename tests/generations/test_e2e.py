@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import require_executable
 from tests.e2e_server import LiveServer, start_gunicorn
+from tests.processes import stop_process
 from tests.zip_readers import ZIP_READERS, assert_archive_valid
 
 pytestmark = pytest.mark.e2e
@@ -19,8 +20,7 @@ pytestmark = pytest.mark.e2e
 def server(tmp_path_factory):
     live, process = start_gunicorn(tmp_path_factory.mktemp("e2e"))
     yield live
-    process.terminate()
-    process.wait(timeout=10)
+    stop_process(process, timeout=10)
 
 
 def request(server: LiveServer, method: str, ids: list[int], headers: dict | None = None):

@@ -9,6 +9,8 @@ import urllib.parse
 import pytest
 
 from tests.e2e_server import LiveServer, start_gunicorn
+from tests.processes import stop_process
+from tests.rotate.envelopes import assert_not_found
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +20,7 @@ def server(tmp_path_factory):
         tmp_path_factory.mktemp("http"), "--keep-alive", "5", "--worker-connections", "64"
     )
     yield live
-    process.terminate()
-    process.wait(timeout=10)
+    stop_process(process, timeout=10)
 
 
 def connect(server: LiveServer) -> tuple[http.client.HTTPConnection, str]:
@@ -78,6 +79,4 @@ def test_http_options_answers_json_even_where_binary_is_negotiated(api_client, p
 def test_http_any_malformed_id_is_the_json_404_of_a_missing_one(api_client, segment, suffix):
     response = api_client.get(f"/api/v1/generations/{segment}{suffix}")
 
-    assert response.status_code == 404
-    assert response["Content-Type"] == "application/json"
-    assert response.json()["error"]["meta"]["resource"] == "generation"
+    assert_not_found(response, resource="generation")

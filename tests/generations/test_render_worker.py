@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_server import ROOT, manage, start_gunicorn
+from tests.e2e_server import ROOT, manage, start_gunicorn, worker_env
 
 pytestmark = pytest.mark.e2e
 
@@ -55,19 +55,6 @@ result = generations_watch(now=later)
 render_enqueue(result.requeued)
 print(result.requeued)
 """
-
-
-def project_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(tmp_path / "media"),
-        "CELERY_BEAT_SCHEDULE_FILENAME": str(tmp_path / "beat-schedule"),
-        "CELERY_BROKER_URL": os.environ.get("REDIS_URL")
-        or f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}",
-        **extra,
-    }
 
 
 def start_worker(tmp_path: Path, env: dict[str, str], name: str, *options: str):
@@ -124,7 +111,7 @@ def videos_of(tmp_path: Path) -> list[Path]:
 
 
 def test_a_worker_killed_mid_render_leaves_one_video_once_the_watchdog_requeues(tmp_path):
-    long_env = project_env(
+    long_env = worker_env(
         tmp_path,
         RENDERER="tests.renderers.LongRenderer",
         RENDERER_OPTIONS=json.dumps({"seconds": 60}),
@@ -152,7 +139,7 @@ def test_a_worker_killed_mid_render_leaves_one_video_once_the_watchdog_requeues(
     assert videos_of(tmp_path) == []
     # the watchdog (past the render time limit) gives it back to the queue; a healthy worker
     # renders it; a redelivered copy of the killed task finds nothing to claim
-    instant_env = project_env(tmp_path, RENDERER="tests.renderers.InstantRenderer")
+    instant_env = worker_env(tmp_path, RENDERER="tests.renderers.InstantRenderer")
     worker = start_worker(tmp_path, instant_env, "instant", "--pool", "solo")
     try:
         assert str(generation_id) in manage("shell", "-c", WATCH, env=instant_env)

@@ -5,7 +5,6 @@ import random
 import tracemalloc
 import zlib
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from django.db import transaction
@@ -57,16 +56,6 @@ def crc32_of_stream(stream: io.RawIOBase) -> tuple[int, int]:
         size += len(chunk)
         crc = zlib.crc32(chunk, crc)
     return size, crc
-
-
-@pytest.fixture
-def storage_dir(settings, tmp_path) -> Path:
-    """Point the "videos" alias at a temporary directory (removed after the test)."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "videos": {"BACKEND": FILE_SYSTEM_STORAGE, "OPTIONS": {"location": str(tmp_path)}},
-    }
-    return tmp_path
 
 
 # --- generation_create -----------------------------------------------------------------
@@ -182,7 +171,7 @@ def test_generation_attach_video_accepts_a_file_opened_from_disk(user, mp4_bytes
     assert str(tmp_path) not in generation.video.name
 
 
-def test_generation_attach_video_streams_with_bounded_memory(user, storage_dir):
+def test_generation_attach_video_streams_with_bounded_memory(user, storage_root):
     # given a 64 MiB non-seekable stream and its expected CRC, computed on a twin stream
     expected_size, expected_crc = crc32_of_stream(PseudoRandomStream(LARGE_SIZE))
     generation = GenerationFactory(owner=user)
@@ -201,7 +190,7 @@ def test_generation_attach_video_streams_with_bounded_memory(user, storage_dir):
     generation.refresh_from_db()
     assert generation.video_size == LARGE_SIZE
     assert generation.video_crc32 == expected_crc
-    stored_path = storage_dir / generation.video.name
+    stored_path = storage_root / generation.video.name
     assert stored_path.stat().st_size == LARGE_SIZE
     with stored_path.open("rb") as stored:
         assert crc32_of_stream(stored) == (LARGE_SIZE, expected_crc)
@@ -224,7 +213,7 @@ class FailingStream(io.RawIOBase):
         return 1000
 
 
-def test_generation_attach_video_failed_read_leaves_the_row_unchanged(user, storage_dir):
+def test_generation_attach_video_failed_read_leaves_the_row_unchanged(user, storage_root):
     generation = GenerationFactory(owner=user, status=Generation.Status.ROTATING)
 
     with pytest.raises(OSError, match="the source failed"):
@@ -240,13 +229,13 @@ def test_generation_attach_video_failed_read_leaves_the_row_unchanged(user, stor
     )
 
 
-def test_generation_attach_video_failed_read_leaves_no_partial_file(user, storage_dir):
+def test_generation_attach_video_failed_read_leaves_no_partial_file(user, storage_root):
     generation = GenerationFactory(owner=user)
 
     with pytest.raises(OSError, match="the source failed"):
         generation_attach_video(generation=generation, file=FailingStream())
 
-    assert [path for path in storage_dir.rglob("*") if path.is_file()] == []
+    assert [path for path in storage_root.rglob("*") if path.is_file()] == []
 
 
 def test_generation_attach_video_replacing_deletes_old_file_on_commit(

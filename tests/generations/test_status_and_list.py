@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from generations.models import Generation
 from tests.factories import GenerationFactory
+from tests.rotate.envelopes import assert_error_envelope, assert_not_found, assert_unauthorized
 
 STATUS_KEYS = {
     "id",
@@ -29,16 +30,6 @@ def status_url(generation_id: int, slash: str = "") -> str:
 
 def parse_timestamp(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def assert_envelope(response, *, status: int, code: int) -> dict:
-    assert response.status_code == status
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert body["success"] is False
-    assert body["error"]["code"] == code
-    assert body["error"]["meta"]["type"] == "error"
-    return body
 
 
 # --- E4: status -------------------------------------------------------------------------
@@ -115,10 +106,7 @@ def test_generation_status_is_owner_only_and_foreign_looks_missing(api_client, o
     missing_response = api_client.get(status_url(missing_id))
 
     # then both are the same 404, byte for byte
-    body = assert_envelope(foreign_response, status=404, code=4006)
-    assert body["error"]["meta"]["resource"] == "generation"
-    assert body["error"]["meta"]["title"] == "Resource Not Found"
-    assert body["error"]["message"] == "generation not found"
+    assert_not_found(foreign_response, resource="generation")
     assert missing_response.status_code == 404
     assert foreign_response.content == missing_response.content
     assert b"secret" not in foreign_response.content
@@ -139,18 +127,14 @@ def test_generation_endpoints_refuse_other_methods_with_the_envelope(api_client,
 
     response = getattr(api_client, method)(url)
 
-    assert response.status_code == 405
-    body = response.json()
-    assert body["success"] is False
-    assert body["error"]["meta"]["type"] == "error"
+    assert_error_envelope(response, status=405, code=4008)
 
 
 @pytest.mark.parametrize("url", [status_url(1), LIST_URL])
 def test_generation_endpoints_require_an_api_key(db, url):
     response = APIClient().get(url)
 
-    assert_envelope(response, status=401, code=4002)
-    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert_unauthorized(response)
 
 
 # --- E5: list ---------------------------------------------------------------------------
@@ -285,9 +269,7 @@ def test_generation_list_accepts_page_size_100(api_client, user):
 def test_generation_list_rejects_bad_paging_parameters(api_client, user, params, parameter):
     response = api_client.get(LIST_URL, params)
 
-    body = assert_envelope(response, status=400, code=4001)
-    assert body["error"]["message"] == "Validation failed"
-    assert body["error"]["meta"]["title"] == "Validation Error"
+    body = assert_error_envelope(response, status=400, code=4001)
     assert body["error"]["meta"]["friendlyMessage"].startswith(f"{parameter} ")
 
 

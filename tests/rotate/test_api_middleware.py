@@ -12,7 +12,12 @@ from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from rotate.middleware import is_api_path
-from tests.rotate.envelopes import LIST_URL, assert_error_envelope, assert_unauthorized
+from tests.rotate.envelopes import (
+    LIST_URL,
+    assert_error_envelope,
+    assert_not_found,
+    assert_unauthorized,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.rotate.api_urls")]
 
@@ -155,8 +160,7 @@ def test_api_json_errors_of_other_views_are_enveloped(debug: bool) -> None:
     # drf-spectacular's schema view answers DRF's own `{"detail": ...}` for an unknown format
     response = Client().get("/api/schema/", {"format": "nope"})
 
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == 4006
+    assert_not_found(response, resource="resource")
 
 
 def test_api_our_envelopes_are_kept_as_they_are(unauthorized_body: bytes) -> None:

@@ -12,6 +12,7 @@ from django.test import override_settings
 
 from rotate.asgi import ApiBodyLimit
 from rotate.checks import check_rotate_settings
+from tests.rotate.envelopes import assert_envelope_body
 
 
 class App:
@@ -86,7 +87,7 @@ def test_asgi_multipart_is_400_before_the_app_runs():
 
     assert not app.called
     assert status == 400
-    assert json.loads(body)["error"]["code"] == 4001
+    assert_envelope_body(json.loads(body), code=4001)
     assert headers["content-type"] == "application/json"
     assert headers["content-length"] == str(len(body))
     assert headers["connection"] == "close"
@@ -108,7 +109,7 @@ def test_asgi_declared_length_over_the_cap_is_413_before_the_app_runs():
     status, _, body = response_of(sent)
     assert not app.called
     assert status == 413
-    assert json.loads(body)["error"]["code"] == 4011
+    assert_envelope_body(json.loads(body), code=4011)
 
 
 def test_asgi_declared_length_at_the_cap_goes_through():
@@ -139,7 +140,7 @@ def test_asgi_chunked_body_past_the_cap_is_413_and_the_app_sees_a_disconnect():
 
     status, _, body = response_of(sent)  # and nothing from the app
     assert status == 413
-    assert json.loads(body)["error"]["code"] == 4011
+    assert_envelope_body(json.loads(body), code=4011)
     assert app.received[-1] == {"type": "http.disconnect"}
     assert len(app.received) == 2  # the third part was never read
 

@@ -16,6 +16,7 @@ from rotate.models import CreditAccount, CreditEntry
 from rotate.selectors import credit_balance, credit_entries, credit_reconcile
 from rotate.services import credit_adjust, credit_charge, credit_grant, credit_refund
 from tests.factories import UserFactory
+from tests.rotate.envelopes import assert_envelope_body
 
 
 def charge_in_transaction(**kwargs: Any) -> int:
@@ -224,20 +225,8 @@ def test_insufficient_credits_is_a_402_envelope_with_integers():
     )
 
     assert response.status_code == 402
-    assert response.data == {
-        "success": False,
-        "error": {
-            "code": 4003,
-            "message": "Insufficient credits",
-            "meta": {
-                "friendlyMessage": "25 credits are required, 10 are available",
-                "type": "error",
-                "title": "Payment Required",
-                "required": 25,
-                "available": 10,
-            },
-        },
-    }
+    body = assert_envelope_body(response.data, code=4003, required=25, available=10)
+    assert body["error"]["meta"]["friendlyMessage"] == "25 credits are required, 10 are available"
 
 
 # ------------------------------------------------------------------------------

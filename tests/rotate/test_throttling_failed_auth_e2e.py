@@ -10,6 +10,7 @@ import pytest
 
 from rotate.keys import key_generate
 from tests.e2e_server import LiveServer, start_gunicorn
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -26,8 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         },
     )
     yield live
-    process.terminate()
-    process.wait(timeout=40)
+    stop_process(process, timeout=40)
 
 
 def get(server: LiveServer, raw_key: str, client: str) -> http.client.HTTPResponse:
