@@ -3,9 +3,9 @@ thread, send it; the event loop never waits on storage."""
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.core.handlers.asgi import ASGIHandler
 
@@ -17,14 +17,15 @@ class _HopSize:
     """Bytes to read per hop, adapted to the client's pace like a TCP window.
 
     Each hop costs a thread handoff, so a fast client gets few large reads; a hop stays in
-    memory until the client takes it, so a slow one gets small reads. A fresh connection's
-    socket buffers take the first megabytes at once whatever the client's pace, so hops stay
-    SMALLEST until WARM_UP bytes are sent; then they double while the client takes them at
-    FAST_CLIENT or faster, else halve.
+    memory until the client takes it, so a slow one gets small reads. Socket buffers (the
+    server's and the client's, autotuned to megabytes each) take the first hops at once
+    whatever the client's pace, so hops stay SMALLEST until WARM_UP bytes, more than those
+    buffers hold, are sent; then they double while the client takes them at FAST_CLIENT or
+    faster, else halve.
     """
 
     SMALLEST = 64 * 1024
-    WARM_UP = 8 * 1024 * 1024
+    WARM_UP = 32 * 1024 * 1024
     FAST_CLIENT = 64 * 10**6  # bytes per second
 
     def __init__(self, largest: int) -> None:
@@ -65,18 +66,27 @@ async def asgi_body(
     only once the server has taken it (servers apply backpressure before accepting a
     message). Hops never exceed the handler's message size, so it sends them unsliced.
 
-    The reads and the final close run in order on one thread of the download's own, so the
-    close never races a read still in flight when the client leaves. A failure is logged and
+    The close waits for any read still in flight when the client leaves, so it never races
+    one. A failure is logged and
     raised through the ASGI handler, so the server aborts the connection. A client that stops
     reading parks the response in the server's send, where no deadline check runs: after
     `time_limit` seconds the response task is cancelled, so the response ends short, and the
     deadline is logged as the stream's failure. `on_end` runs however the body ends.
     """
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="download")
+    loop = asyncio.get_running_loop()
     hop = _HopSize(ASGIHandler.chunk_size)
+    idle = threading.Event()  # no read of `reader` in flight
+    idle.set()
+
+    def read(size: int) -> list[bytes]:
+        try:
+            return _read_hop(reader, size)
+        finally:
+            idle.set()
 
     def read_ahead(size: int) -> "asyncio.Future[list[bytes]]":
-        future = asyncio.wrap_future(worker.submit(_read_hop, reader, size))
+        idle.clear()
+        future = loop.run_in_executor(None, read, size)
         future.add_done_callback(_consume_failure)  # a hop read ahead may never be awaited
         return future
 
@@ -85,7 +95,8 @@ async def asgi_body(
             try:
                 guard.time_left()
                 reading = read_ahead(hop.size)
-                while pieces := await reading:
+                # shielded: a read cancelled before it started would never mark `idle`
+                while pieces := await asyncio.shield(reading):
                     sent = sum(map(len, pieces))
                     started = time.monotonic()
                     while pieces:
@@ -102,13 +113,15 @@ async def asgi_body(
                 if expired():
                     guard.abort(DownloadDeadlineExceeded("download deadline passed"))
     finally:  # done, or the client is gone, the body failed or time is up
-        # queued behind any read in flight; `on_end` may use a database-backed cache
-        closing: Future[None] = worker.submit(_close, reader, on_end)
-        worker.shutdown(wait=False)
-        await asyncio.wrap_future(closing)
+        # in a thread: it waits for any read in flight, and `on_end` may use a database cache
+        await loop.run_in_executor(None, _close, idle, reader, on_end)
 
 
-def _close(reader: Reader, on_end: Callable[[], None]) -> None:
+def _close(idle: threading.Event, reader: Reader, on_end: Callable[[], None]) -> None:
+    """Close `reader` once no read of it is in flight (a cancelled await leaves its read
+    running), then run `on_end`. Reads are queued before the close, so one in flight has
+    a thread by the time this waits."""
+    idle.wait()
     try:
         reader.close()
     finally:

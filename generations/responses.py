@@ -24,9 +24,11 @@ from generations.http_semantics import (
     representation_headers_set,
 )
 from generations.plans import DownloadPlan
-from generations.readers import Reader
+from generations.readers import BytesReader, Reader
 from generations.stream_guard import StreamContext, StreamGuard
 from generations.wsgi_stream import wsgi_body
+
+FIRST_HOP = 64 * 1024  # the ASGI body's smallest hop
 
 
 class _DownloadResponse(StreamingHttpResponse):
@@ -46,17 +48,14 @@ class _PrimedReader:
     """A reader whose first bytes were read already."""
 
     def __init__(self, first: bytes, reader: Reader) -> None:
-        self._first = first
+        self._first = BytesReader(first)
         self._reader = reader
 
     def read(self, size: int, /) -> bytes:
-        if not self._first:
-            return self._reader.read(size)
-        piece, self._first = self._first[:size], self._first[size:]
-        return piece
+        return self._first.read(size) or self._reader.read(size)
 
     def close(self) -> None:
-        self._first = b""
+        self._first.close()
         self._reader.close()
 
 
@@ -111,12 +110,14 @@ def _streamed(
     slot = download_slot_acquire(request)
     release = slot.release if slot is not None else lambda: None
     guard = StreamGuard(context, offset=selection.start)
+    wsgi = isinstance(getattr(request, "_request", request), WSGIRequest)  # DRF wraps requests
     try:
         database_connection_release()
         reader = plan.open(selection.start, selection.stop)
         try:
             guard.time_left()
-            first = reader.read(generations_settings.READ_CHUNK_SIZE)
+            # Under ASGI no more than a first hop: many slow clients each hold theirs.
+            first = reader.read(generations_settings.READ_CHUNK_SIZE if wsgi else FIRST_HOP)
         except Exception as exc:
             reader.close()
             guard.abort(exc)
@@ -126,7 +127,7 @@ def _streamed(
         raise
     primed = _PrimedReader(first, reader)
     content: Iterable[bytes] | AsyncIterator[bytes]
-    if isinstance(getattr(request, "_request", request), WSGIRequest):  # DRF wraps requests
+    if wsgi:
         content = wsgi_body(
             primed, guard=guard, sock=request.META.get("gunicorn.socket"), on_end=release
         )
