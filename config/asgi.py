@@ -6,8 +6,8 @@
 `--workers N` (or WEB_CONCURRENCY) adds processes; `--lifespan off` because Django speaks
 no lifespan protocol; without a graceful-shutdown timeout a restart waits for the longest
 download (gunicorn's `graceful_timeout` is 30 s too). Downloads stream as async iterators
-under ASGI (`generations.responses.aiter_off_event_loop`), read in worker threads in hops
-sized to each client's pace, so memory stays flat and bounded per process.
+under ASGI (`generations.asgi_stream`), read in worker threads in hops sized to each
+client's pace, so memory stays flat and bounded per process.
 """
 
 from django.core.asgi import get_asgi_application
@@ -18,9 +18,9 @@ from rotate.asgi import ApiBodyLimit
 
 require_settings_module()
 # Django sends streamed bodies in 64 KiB messages and slices (copies) larger parts to that
-# size. Downloads read stored videos in hops of up to this size, sized to the client's pace
-# (`generations.responses.aiter_off_event_loop`): 4 MiB lets a fast client take ~500
-# messages per 2 GB instead of ~32,000, while a slow one is still read 64 KiB at a time.
+# size. Downloads read hops of up to this size, sized to the client's pace
+# (`generations.asgi_stream`): a fast client takes few large messages, a slow one is still
+# read 64 KiB at a time.
 ASGIHandler.chunk_size = 4 * 1024 * 1024
 # Django reads (and spools to disk) a whole body before any view runs: multipart and
 # oversized API bodies are refused before that, unread (rotate.asgi).

@@ -27,7 +27,7 @@ from generations.expiry import generation_expire
 from generations.lifecycle import generation_cancel
 from generations.models import Generation
 from generations.plans import archive_plan_build
-from generations.responses import archive_response, database_connection_release
+from generations.responses import database_connection_release, download_response
 from generations.selectors import generation_list_for_download
 from generations.storage import video_storage
 from rotate.exceptions import InsufficientCredits
@@ -300,12 +300,10 @@ class GenerationAdmin(admin.ModelAdmin):
             return None
         downloaded = [generation.pk for generation in selection.downloadable]
         names = sorted({owners[pk].get_username() for pk in downloaded})
-        plan = archive_plan_build(generations=selection.downloadable)
+        plan = archive_plan_build(generations=selection.downloadable, now=now)
         # A form POST: If-Match / If-None-Match are not about this archive, so the archive
         # is served whatever they say (the API's 412, an API error, would be a 500 here).
-        response = archive_response(
-            request=request, plan=plan, now=now, headers={}, conditional=False
-        )
+        response = download_response(request=request, plan=plan, conditional=False)
         # Once the response is built (its first bytes read), before it is returned: a
         # storage failure leaves no entry, a download the client aborts was handed out.
         # Writing them reconnects: released again before streaming, as the response does.

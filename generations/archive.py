@@ -1,19 +1,21 @@
 """Streaming ZIP writer, step 'stream' of the download data path.
 
-Lays out stored archives up front, so any byte range is served without the bytes before it.
+Lays out stored archives up front, so any byte range is read without the bytes before it.
 Every entry's size and CRC-32 are known before the first byte, so no entry needs a data
 descriptor (which Java's `ZipInputStream` refuses on stored entries).
 """
 
 import struct
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
 
-# opener(start, stop) yields an entry's bytes [start, stop) in chunks; stop None reads to the end.
-Opener = Callable[[int, int | None], Iterable[bytes]]
+from generations.readers import BytesReader, Opener, Reader, reader_chunks
+
+# Reads of `iter_range`, which serves tests and benchmarks; responses size their own reads.
+ITER_CHUNK_SIZE = 1024 * 1024
 
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL_RECORD = struct.Struct("<IHHHHHHIIIHHHHHII")
@@ -97,30 +99,16 @@ class ArchiveLayout:
     def __iter__(self) -> Iterator[bytes]:
         return self.iter_range()
 
-    def iter_range(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
-        """Yield bytes [start, stop), opening only the entries that overlap the range."""
+    def open_range(self, start: int = 0, stop: int | None = None) -> Reader:
+        """A reader of bytes [start, stop), opening only the entries that overlap the range."""
         if start < 0:
             raise ValueError(f"negative range start {start}")
         stop = self.size if stop is None else min(stop, self.size)
-        index = bisect_right(self._starts, start) - 1
-        position = start
-        while position < stop:
-            segment_start = self._starts[index]
-            segment = self._segments[index]
-            relative_start = position - segment_start
-            if isinstance(segment, bytes):
-                piece = segment[relative_start : stop - segment_start]
-                yield piece
-                position += len(piece)
-            else:
-                relative_stop = min(stop - segment_start, segment.size)
-                # Reading to the end (stop None) lets a grown file show up as a long read.
-                chunks = segment.opener(
-                    relative_start, None if relative_stop == segment.size else relative_stop
-                )
-                yield from _checked(segment.name, chunks, position, relative_stop - relative_start)
-                position = segment_start + relative_stop
-            index += 1
+        return _ArchiveRangeReader(self._starts, self._segments, start, stop)
+
+    def iter_range(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        """Bytes [start, stop) in chunks of at most ITER_CHUNK_SIZE."""
+        return reader_chunks(self.open_range(start, stop), ITER_CHUNK_SIZE)
 
 
 def archive_layout_build(entries: Sequence[ArchiveEntry]) -> ArchiveLayout:
@@ -152,32 +140,106 @@ def archive_layout_build(entries: Sequence[ArchiveEntry]) -> ArchiveLayout:
     )
 
 
-def _checked(
-    entry_name: str, chunks: Iterable[bytes], offset: int, expected: int
-) -> Iterator[bytes]:
-    """Pass chunks through untouched, raising on a short or long read before it reaches the client.
+class _ArchiveRangeReader:
+    """Bytes [start, stop) of a layout: each overlapping segment opened as a reader in turn."""
 
-    `offset` is the archive position of the first chunk.
-    """
-    received = 0
-    iterator = iter(chunks)
-    while True:
+    def __init__(
+        self,
+        starts: tuple[int, ...],
+        segments: tuple[bytes | _Data, ...],
+        start: int,
+        stop: int,
+    ) -> None:
+        self._starts = starts
+        self._segments = segments
+        self._index = bisect_right(starts, start) - 1
+        self._position = start
+        self._stop = stop
+        self._segment: Reader | None = None
+
+    def read(self, size: int, /) -> bytes:
+        while self._position < self._stop:
+            if self._segment is None:
+                self._segment = self._open_segment()
+            chunk = self._segment.read(min(size, self._stop - self._position))
+            if chunk:
+                self._position += len(chunk)
+                return chunk
+            self._segment.close()
+            self._segment = None
+            self._index += 1
+        return b""
+
+    def _open_segment(self) -> Reader:
+        segment_start = self._starts[self._index]
+        segment = self._segments[self._index]
+        relative_start = self._position - segment_start
+        relative_stop = self._stop - segment_start
+        if isinstance(segment, bytes):
+            return BytesReader(segment, relative_start, relative_stop)
+        relative_stop = min(relative_stop, segment.size)
+        # Reading to the end (stop None) lets a grown file show up as a long read.
         try:
-            chunk = next(iterator)
-        except StopIteration:
-            break
-        except Exception as exc:  # a storage failure, named after the entry it hit
-            raise ArchiveReadError(entry_name, offset + received, f"read failed: {exc}") from exc
-        received += len(chunk)
-        if received > expected:
-            raise ArchiveReadError(
-                entry_name, offset + expected, f"read more than {expected} bytes"
+            reader = segment.opener(
+                relative_start, None if relative_stop == segment.size else relative_stop
             )
-        yield chunk
-    if received != expected:
-        raise ArchiveReadError(
-            entry_name, offset + received, f"read {received} bytes, expected {expected}"
+        except Exception as exc:  # a storage failure, named after the entry it hit
+            raise ArchiveReadError(segment.name, self._position, f"read failed: {exc}") from exc
+        return _CheckedReader(
+            segment.name,
+            reader,
+            offset=self._position,
+            expected=relative_stop - relative_start,
+            probe_end=relative_stop == segment.size,
         )
+
+    def close(self) -> None:
+        if self._segment is not None:
+            self._segment.close()
+            self._segment = None
+        self._position = self._stop
+
+
+class _CheckedReader:
+    """An entry's reader, raising ArchiveReadError on a failed, short or long read before
+    the bytes reach the client. `offset` is the archive position of its first byte."""
+
+    def __init__(
+        self, entry_name: str, reader: Reader, *, offset: int, expected: int, probe_end: bool
+    ) -> None:
+        self._entry_name = entry_name
+        self._reader = reader
+        self._offset = offset
+        self._expected = expected
+        self._received = 0
+        self._probe_end = probe_end  # the source must end where the entry does
+
+    def read(self, size: int, /) -> bytes:
+        wanted = min(size, self._expected - self._received)
+        if wanted <= 0 and not self._probe_end:
+            return b""
+        try:
+            chunk = self._reader.read(wanted if wanted > 0 else 1)
+        except Exception as exc:  # a storage failure, named after the entry it hit
+            raise self._error(self._received, f"read failed: {exc}") from exc
+        if wanted <= 0:
+            if chunk:
+                raise self._error(self._expected, f"read more than {self._expected} bytes")
+            return b""
+        if not chunk:
+            raise self._error(
+                self._received, f"read {self._received} bytes, expected {self._expected}"
+            )
+        if len(chunk) > wanted:
+            raise self._error(self._expected, f"read more than {self._expected} bytes")
+        self._received += len(chunk)
+        return chunk
+
+    def _error(self, at: int, problem: str) -> ArchiveReadError:
+        return ArchiveReadError(self._entry_name, self._offset + at, problem)
+
+    def close(self) -> None:
+        self._reader.close()
 
 
 def _check_names(entries: Sequence[ArchiveEntry]) -> None:

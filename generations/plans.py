@@ -1,17 +1,19 @@
-"""Archive planning (step "plan"): entry names of contract §5, openers and the layout.
+"""Download planning (step "plan"): what a download sends, as a `DownloadPlan`.
 
 The plan is plain data, built before the response exists: after it, nothing touches
 the database. A video whose size or CRC-32 was never recorded gets them recorded first,
-so every plan has a layout.
+so every plan knows its size up front. Archives follow the entry names of contract §5.
 """
 
+import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from generations.archive import ArchiveEntry, ArchiveLayout, archive_layout_build
+from generations.archive import ArchiveEntry, archive_layout_build
 from generations.models import Generation
+from generations.readers import Opener
 from generations.services import generation_record_missing_checksums, generation_stored_video
 from generations.storage import video_openers
 
@@ -51,14 +53,20 @@ def archive_entry_names(generations: Sequence[Generation]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class ArchivePlan:
-    entries: list[ArchiveEntry]
-    generation_ids: list[int]  # per entry, for logs
-    layout: ArchiveLayout
+class DownloadPlan:
+    """What one download sends; the response decides only how (status, range, server)."""
+
+    filename: str
+    content_type: str
+    as_attachment: bool
+    size: int
+    etag: str  # strong
+    open: Opener  # open(start, stop): a reader of bytes [start, stop)
+    generation_ids: Mapping[str, int]  # entry (or file) name → generation id, for logs
 
 
-def archive_plan_build(*, generations: Sequence[Generation]) -> ArchivePlan:
-    """Entries in request order, reading each video from the storage alias.
+def archive_plan_build(*, generations: Sequence[Generation], now: datetime) -> DownloadPlan:
+    """The zip of `generations` (E1, E2, the admin's download), entries in request order.
 
     Records any missing size and CRC-32 first (one read of that video; a storage error
     raises here, before any response exists).
@@ -66,6 +74,7 @@ def archive_plan_build(*, generations: Sequence[Generation]) -> ArchivePlan:
     generation_record_missing_checksums(generations=generations)
     videos = [generation_stored_video(generation=generation) for generation in generations]
     openers = video_openers([video.name for video in videos])
+    names = archive_entry_names(generations)
     entries = [
         ArchiveEntry(
             name=name,
@@ -74,14 +83,37 @@ def archive_plan_build(*, generations: Sequence[Generation]) -> ArchivePlan:
             modified_at=generation.completed_at or generation.created_at,
             opener=opener,
         )
-        for generation, video, name, opener in zip(
-            generations, videos, archive_entry_names(generations), openers, strict=True
-        )
+        for generation, video, name, opener in zip(generations, videos, names, openers, strict=True)
     ]
-    return ArchivePlan(
-        entries=entries,
-        generation_ids=[generation.pk for generation in generations],
-        layout=archive_layout_build(entries),
+    layout = archive_layout_build(entries)
+    return DownloadPlan(
+        filename=archive_filename(now),
+        content_type="application/zip",
+        as_attachment=True,
+        size=layout.size,
+        etag=layout.etag,
+        open=layout.open_range,
+        generation_ids={
+            name: generation.pk for name, generation in zip(names, generations, strict=True)
+        },
+    )
+
+
+def video_plan_build(*, generation: Generation) -> DownloadPlan:
+    """One generation's video (E3), shown inline. Records a missing size and CRC-32 first."""
+    generation_record_missing_checksums(generations=[generation])
+    video = generation_stored_video(generation=generation)
+    [opener] = video_openers([video.name])
+    filename = f"generation-{generation.pk}.mp4"
+    return DownloadPlan(
+        filename=filename,
+        content_type="video/mp4",
+        as_attachment=False,
+        size=video.size,
+        # A stored name is never reused, so the name identifies the bytes.
+        etag=f'"{generation.pk}-{hashlib.sha256(video.name.encode()).hexdigest()[:16]}"',
+        open=opener,
+        generation_ids={filename: generation.pk},
     )
 
 

@@ -9,7 +9,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
@@ -21,10 +21,9 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, I
 from botocore.response import StreamingBody
 from storages.backends.s3 import S3Storage
 
-from generations.archive import Opener
 from generations.conf import generations_settings
+from generations.readers import Opener, Reader
 from generations.s3_adapter import S3StorageAdapter
-from generations.storage import requested_read_size
 
 # A dropped connection, a timeout or a cut body may succeed on another attempt.
 _TRANSIENT_ERRORS = (ConnectionError, HTTPClientError, IncompleteReadError)
@@ -207,7 +206,6 @@ class S3VideoReader:
         self._depth = min(self.FIRST_DEPTH, self._prefetch)
         self._latency: float | None = None  # of the last response, seconds
         self._entry_started: float | None = None  # when the last entry was opened
-        self._chunk_size = generations_settings.READ_CHUNK_SIZE
         self._attempts = generations_settings.S3_READ_ATTEMPTS
         self._backoff = generations_settings.S3_RETRY_BACKOFF.total_seconds()
         self._prefetches = _Prefetches()
@@ -220,59 +218,10 @@ class S3VideoReader:
     def openers(self) -> list[Opener]:
         return [partial(self._read, index) for index in range(len(self._objects))]
 
-    def _read(self, index: int, start: int, stop: int | None) -> Iterator[bytes]:
-        """Bytes [start, stop) of entry `index` (to its end if stop is None); short → OSError."""
-        stored = self._objects[index]
+    def _read(self, index: int, start: int, stop: int | None) -> Reader:
+        """A reader of bytes [start, stop) of entry `index` (to its end if stop is None)."""
         self._adapt_depth()
-        ahead = self._look_ahead(index, start, stop)
-        body: _Body | None = None
-        position, end, etag = start, stop, None
-        failures = 0
-        finished = False
-        try:
-            while end is None or position < end:
-                try:
-                    if body is None:
-                        pending, ahead = ahead, None
-                        if pending is not None:
-                            body = pending.result()
-                        else:
-                            body = stored.get(position, end, etag)
-                        self._latency = body.latency
-                        # a body started ahead runs to the object's end, past `stop`
-                        etag, end = body.etag, body.end if stop is None else min(body.end, stop)
-                    assert end is not None  # set with the body, above
-                    wanted = requested_read_size.get() or self._chunk_size
-                    chunk = body.stream.read(min(wanted, end - position))
-                except Exception as exc:
-                    if not _is_transient(exc):
-                        raise
-                    failures += 1
-                    if failures >= self._attempts:
-                        raise OSError(
-                            f"s3://{stored.bucket}/{stored.key}: {failures} attempts failed "
-                            f"at byte {position}"
-                        ) from exc
-                    if body is not None:
-                        body.stream.close()
-                        body = None
-                    time.sleep(self._backoff * 2 ** (failures - 1))
-                    continue
-                if not chunk:
-                    break
-                failures = 0
-                position += len(chunk)
-                yield chunk
-            if stop is not None and position < stop:
-                raise OSError(f"stored video ended {stop - position} bytes early")
-            finished = True
-        finally:
-            if ahead is not None:
-                _drop(ahead)
-            if body is not None:
-                body.stream.close()
-            if not finished:  # failed or abandoned: the download is over
-                self.close()
+        return _ObjectReader(self, index, start, stop, self._look_ahead(index, start, stop))
 
     def _adapt_depth(self) -> None:
         """Called as each entry opens: enough responses in flight to cover the latency."""
@@ -298,3 +247,91 @@ class S3VideoReader:
         else:  # the range ends inside this entry
             self._prefetches.discard()
         return ahead
+
+
+class _ObjectReader:
+    """Bytes [start, stop) of one object: transient failures resumed from the byte reached,
+    pinned to the first response's ETag; a short object raises OSError."""
+
+    def __init__(
+        self,
+        download: S3VideoReader,
+        index: int,
+        start: int,
+        stop: int | None,
+        ahead: "Future[_Body] | None",
+    ) -> None:
+        self._download = download
+        self._stored = download._objects[index]
+        self._ahead = ahead
+        self._body: _Body | None = None
+        self._position = start
+        self._stop = stop
+        self._end = stop
+        self._etag: str | None = None
+        self._finished = False
+
+    def read(self, size: int, /) -> bytes:
+        failures = 0
+        while self._end is None or self._position < self._end:
+            try:
+                body = self._body if self._body is not None else self._open()
+                assert self._end is not None  # set with the body
+                chunk: bytes = body.stream.read(min(size, self._end - self._position))
+            except Exception as exc:
+                if not _is_transient(exc):
+                    self._abandon()
+                    raise
+                failures += 1
+                if failures >= self._download._attempts:
+                    self._abandon()
+                    raise OSError(
+                        f"s3://{self._stored.bucket}/{self._stored.key}: {failures} attempts "
+                        f"failed at byte {self._position}"
+                    ) from exc
+                self._close_body()
+                time.sleep(self._download._backoff * 2 ** (failures - 1))
+                continue
+            if not chunk:
+                break
+            self._position += len(chunk)
+            return chunk
+        if self._stop is not None and self._position < self._stop:
+            self._abandon()
+            raise OSError(f"stored video ended {self._stop - self._position} bytes early")
+        self._finished = True
+        self._close_body()
+        return b""
+
+    def _open(self) -> _Body:
+        pending, self._ahead = self._ahead, None
+        if pending is not None:
+            body = pending.result()
+        else:
+            body = self._stored.get(self._position, self._end, self._etag)
+        self._download._latency = body.latency
+        # a body started ahead runs to the object's end, past `stop`
+        self._etag = body.etag
+        self._end = body.end if self._stop is None else min(body.end, self._stop)
+        self._body = body
+        return body
+
+    def _close_body(self) -> None:
+        if self._body is not None:
+            self._body.stream.close()
+            self._body = None
+
+    def _abandon(self) -> None:
+        """The download is over: drop what was requested ahead."""
+        self._finished = True
+        self.close()
+        self._download.close()
+
+    def close(self) -> None:
+        if self._ahead is not None:
+            _drop(self._ahead)
+            self._ahead = None
+        self._close_body()
+        if not self._finished:  # abandoned before its end: the download is over
+            self._finished = True
+            self._download.close()

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from generations.conf import generations_settings
 from generations.models import Generation
-from generations.storage import iter_video_range, video_storage
+from generations.storage import video_reader_open, video_storage
 from rotate.models import Owner
 
 
@@ -107,9 +107,13 @@ def generation_record_checksum(*, generation: Generation) -> Generation:
     name = generation.video.name
     if not name:
         raise ValueError(f"generation {generation.pk} has no video")
-    for chunk in iter_video_range(name, 0, None):
-        crc32 = zlib.crc32(chunk, crc32)
-        size += len(chunk)
+    reader = video_reader_open(name)
+    try:
+        while chunk := reader.read(generations_settings.READ_CHUNK_SIZE):
+            crc32 = zlib.crc32(chunk, crc32)
+            size += len(chunk)
+    finally:
+        reader.close()
     Generation.objects.filter(pk=generation.pk, video=name).update(
         video_size=size, video_crc32=crc32
     )

@@ -1,17 +1,16 @@
 """Access to the video storage alias (resolved at use, so `override_settings` reaches it) and
-the openers that read stored videos in chunks for the "stream" step."""
+the openers of stored videos, as readers, for the "stream" step."""
 
 import sys
-from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
+from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 from django.core.files.storage import Storage, storages
 from django.utils.functional import LazyObject, empty
 
-from generations.archive import Opener
 from generations.conf import generations_settings
+from generations.readers import FileRangeReader, Opener, Reader
 
 if TYPE_CHECKING:
     from storages.backends.s3 import S3Storage
@@ -36,10 +35,6 @@ class VideoStorage(LazyObject):
 _video_storage = VideoStorage()
 # Typed as the Storage it stands for: the LazyObject proxies every attribute to it.
 video_storage = cast(Storage, _video_storage)
-
-# Bytes the consumer wants from the next read of a stored video, where it sizes reads to the
-# client's pace (the ASGI stream, `responses.aiter_off_event_loop`); unset: READ_CHUNK_SIZE.
-requested_read_size: ContextVar[int | None] = ContextVar("requested_read_size", default=None)
 
 
 def get_video_storage() -> Storage:
@@ -70,28 +65,14 @@ def video_openers(names: Sequence[str]) -> list[Opener]:
         from generations.s3 import S3VideoReader  # imports boto3
 
         return S3VideoReader(storage, names).openers()
-    return [partial(_iter_file_range, storage, name) for name in names]
+    return [partial(_file_range_open, storage, name) for name in names]
 
 
-def iter_video_range(name: str, start: int, stop: int | None) -> Iterator[bytes]:
-    """Bytes [start, stop) of one stored video, in READ_CHUNK_SIZE chunks; short → OSError."""
+def video_reader_open(name: str, start: int = 0, stop: int | None = None) -> Reader:
+    """A reader of bytes [start, stop) of one stored video; one that ends early raises OSError."""
     [opener] = video_openers([name])
-    return iter(opener(start, stop))
+    return opener(start, stop)
 
 
-def _iter_file_range(storage: Storage, name: str, start: int, stop: int | None) -> Iterator[bytes]:
-    default_size = generations_settings.READ_CHUNK_SIZE
-    with storage.open(name, "rb") as file:
-        if start:
-            file.seek(start)
-        remaining = None if stop is None else stop - start
-        while remaining is None or remaining > 0:
-            chunk_size = requested_read_size.get() or default_size
-            chunk = file.read(chunk_size if remaining is None else min(chunk_size, remaining))
-            if not chunk:
-                if remaining:
-                    raise OSError(f"stored video ended {remaining} bytes early")
-                return
-            if remaining is not None:
-                remaining -= len(chunk)
-            yield chunk
+def _file_range_open(storage: Storage, name: str, start: int, stop: int | None) -> Reader:
+    return FileRangeReader(storage.open(name, "rb"), start, stop)

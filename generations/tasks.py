@@ -1,13 +1,17 @@
-"""Celery tasks: thin shells over services."""
+"""Celery tasks, thin shells over services, and the queueing of renders."""
 
+import logging
+from collections.abc import Iterable
 from dataclasses import asdict
 
 from celery import Task, shared_task
 
-from generations.dispatch import render_enqueue, render_enqueue_each
+from generations.conf import generations_settings
 from generations.expiry import generation_expire_due
-from generations.lifecycle import generations_watch
+from generations.lifecycle import HARD_LIMIT_MARGIN, SOFT_LIMIT_MARGIN, generations_watch
 from generations.render import generation_render
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="generations.expire_generations", ignore_result=True)
@@ -47,3 +51,32 @@ def watch_renders() -> dict[str, int]:
     result = generations_watch()
     render_enqueue(result.requeued)
     return {"requeued": len(result.requeued), "failed": result.failed, "refunded": result.refunded}
+
+
+def render_enqueue(generation_ids: Iterable[int]) -> None:
+    """Queue the renders: one message for a single generation; for more, one message that
+    a worker fans out (`render_enqueue_each`), so a request creating 600 generations spends
+    one publish, not 600, whatever the broker."""
+    ids = list(generation_ids)
+    if len(ids) == 1:
+        render_enqueue_each(ids)
+    elif ids:
+        try:
+            fan_out_renders.delay(ids)
+        except Exception:
+            logger.exception("renders of %d generations not queued; the watchdog will", len(ids))
+
+
+def render_enqueue_each(generation_ids: Iterable[int]) -> None:
+    """One render task per generation, with the render time limits as Celery's soft and
+    hard limits (a pool that enforces them stops a runaway renderer)."""
+    limit = generations_settings.RENDER_TIME_LIMIT
+    soft = (limit + SOFT_LIMIT_MARGIN).total_seconds()
+    hard = (limit + HARD_LIMIT_MARGIN).total_seconds()
+    for generation_id in generation_ids:
+        try:
+            render_generation.apply_async((generation_id,), soft_time_limit=soft, time_limit=hard)
+        except Exception:
+            logger.exception(
+                "render of generation %s not queued; the watchdog will queue it", generation_id
+            )

@@ -1,7 +1,5 @@
 """The API views: thin shells over parsing, selectors, plans and responses."""
 
-import hashlib
-from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,8 +16,8 @@ from generations.creation import generations_bulk_create
 from generations.lifecycle import generation_cancel
 from generations.links import TOKEN_PARAM, SignedLinkAuthentication, download_link_create
 from generations.models import Generation
-from generations.plans import archive_plan_build
-from generations.responses import archive_response, video_response
+from generations.plans import archive_plan_build, video_plan_build
+from generations.responses import download_response
 from generations.selectors import generation_get, generation_list, generation_list_for_download
 from generations.serializers import (
     bulk_creation_data,
@@ -27,8 +25,6 @@ from generations.serializers import (
     download_ids_from_query,
     generation_status_data,
 )
-from generations.services import generation_record_missing_checksums, generation_stored_video
-from generations.storage import iter_video_range
 from rotate.authentication import BearerKeyAuthentication
 from rotate.exceptions import ApiError, ResourceNotFound
 from rotate.idempotency import idempotency_key_from_headers, idempotent
@@ -114,8 +110,8 @@ class GenerationDownloadView(ApiView):
         }
         if not selection.downloadable:
             raise ResourceNotFound("downloadable generations", headers=skipped)
-        plan = archive_plan_build(generations=selection.downloadable)
-        return archive_response(request=request, plan=plan, now=now, headers=skipped)
+        plan = archive_plan_build(generations=selection.downloadable, now=now)
+        return download_response(request=request, plan=plan, headers=skipped)
 
 
 class GenerationDownloadLinkView(ApiView):
@@ -146,16 +142,7 @@ class GenerationVideoView(ApiView):
             raise VideoExpired()
         if generation.status != Generation.Status.SUCCEEDED or not generation.video:
             raise ResourceNotFound("video")
-        generation_record_missing_checksums(generations=[generation])  # an old row: read once
-        video = generation_stored_video(generation=generation)
-        return video_response(
-            request=request,
-            read=partial(iter_video_range, video.name),
-            size=video.size,
-            etag=f'"{generation.pk}-{hashlib.sha256(video.name.encode()).hexdigest()[:16]}"',
-            generation_id=generation.pk,
-            filename=f"generation-{generation.pk}.mp4",
-        )
+        return download_response(request=request, plan=video_plan_build(generation=generation))
 
 
 class GenerationStatusView(ApiView):

@@ -14,9 +14,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rotate", "generations", "config")
-STDLIB_ONLY = ("generations/archive.py", "rotate/keys.py")
+STDLIB_ONLY = ("generations/archive.py", "generations/readers.py", "rotate/keys.py")
 # drf-spectacular is optional: only these import it, and only the apps' `ready()` them.
 SCHEMA_MODULES = {"rotate.schema", "generations.schema"}
+# The WSGI download path: none of it may import anything of ASGI.
+WSGI_STREAM = "generations.wsgi_stream"
+ASGI_MODULES = ("asyncio", "asgiref", "django.core.handlers.asgi", "generations.asgi_stream")
 
 
 def module_name(path: Path) -> str:
@@ -140,8 +143,11 @@ def test_architecture_pure_modules_import_only_the_standard_library(path):
     if not file.exists():
         pytest.fail(f"{path} is missing: the design requires it")
 
+    pure_modules = {module_name(ROOT / pure) for pure in STDLIB_ONLY}  # pure themselves
     non_stdlib = sorted(
-        module for module in imports_of(file) if top_level(module) not in sys.stdlib_module_names
+        module
+        for module in imports_of(file)
+        if top_level(module) not in sys.stdlib_module_names and module not in pure_modules
     )
 
     assert non_stdlib == []
@@ -164,3 +170,85 @@ def test_architecture_openapi_stays_out_of_the_views_import_graph():
     for schema_module in SCHEMA_MODULES:
         app = schema_module.split(".")[0]
         assert schema_module in imports_of(ROOT / app / "apps.py", with_names=True)
+
+
+def generations_import_graph() -> dict[str, set[str]]:
+    """Each generations module → the generations modules it imports, anywhere in it."""
+    modules = {
+        module_name(path): path
+        for path in source_files()
+        if relative(path).startswith("generations/")
+    }
+    return {
+        module: {
+            imported
+            for imported in imports_of(path)
+            if imported in modules and imported not in {module, "generations"}
+        }
+        for module, path in modules.items()
+    }
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle through each module that can reach itself."""
+    cycles = []
+    for start in sorted(graph):
+        stack = [(start, [start])]
+        seen: set[str] = set()
+        while stack:
+            module, trail = stack.pop()
+            for imported in sorted(graph[module]):
+                if imported == start:
+                    cycles.append([*trail, start])
+                    stack.clear()
+                    break
+                if imported not in seen:
+                    seen.add(imported)
+                    stack.append((imported, [*trail, imported]))
+    return cycles
+
+
+def test_architecture_import_cycle_finder_finds_one():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+
+    assert import_cycles(graph) == [
+        ["a", "b", "c", "a"],
+        ["b", "c", "a", "b"],
+        ["c", "a", "b", "c"],
+    ]
+
+
+def test_architecture_generations_has_no_import_cycle():
+    assert import_cycles(generations_import_graph()) == []
+
+
+def test_architecture_generations_holds_no_context_variable():
+    offenders = [
+        relative(path)
+        for path in source_files()
+        if relative(path).startswith("generations/")
+        and ("contextvars" in imports_of(path) or "ContextVar" in path.read_text(encoding="utf-8"))
+    ]
+
+    assert offenders == []
+
+
+def test_architecture_wsgi_download_path_imports_nothing_of_asgi():
+    graph = generations_import_graph()
+    reached, pending = set(), [WSGI_STREAM]
+    while pending:
+        module = pending.pop()
+        if module not in reached:
+            reached.add(module)
+            pending.extend(graph[module])
+    paths = {module_name(path): path for path in source_files()}
+
+    offenders = [
+        f"{module} imports {imported}"
+        for module in sorted(reached)
+        for imported in sorted(imports_of(paths[module]))
+        if imported.startswith(ASGI_MODULES)
+    ]
+
+    assert "generations.readers" in reached
+    assert offenders == []

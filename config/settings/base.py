@@ -247,7 +247,7 @@ CORS_ALLOW_HEADERS = (
 )
 # The middleware's list replaces the one our download responses set, and also covers the
 # error responses (a 404 still carries the skipped headers): keep it a superset of
-# generations.responses.EXPOSED_HEADERS (tests/config/test_cors.py checks it).
+# generations.http_semantics.EXPOSED_HEADERS (tests/config/test_cors.py checks it).
 CORS_EXPOSE_HEADERS = [
     "Accept-Ranges",
     "Content-Disposition",

@@ -11,8 +11,8 @@ import pytest
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
+from generations.http_semantics import EXPOSED_HEADERS
 from generations.models import Generation
-from generations.responses import EXPOSED_HEADERS
 from tests.factories import GenerationFactory
 
 ROOT = Path(__file__).resolve().parents[2]

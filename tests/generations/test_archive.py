@@ -18,10 +18,10 @@ from generations.archive import (
     ArchiveEntry,
     ArchiveLayout,
     ArchiveReadError,
-    Opener,
     _end_records,
     archive_layout_build,
 )
+from generations.readers import Opener, Reader, reader_chunks
 from tests import zip_readers
 from tests.zip_readers import DIGEST_READERS, ZIP_READERS, assert_archive_valid
 
@@ -32,32 +32,56 @@ HUGE_SIZE = (4 << 30) + 1
 Calls = list[tuple[str, int, int | None]]
 
 
+class ChunkedReader:
+    """A reader handing out `data` at most `chunk_size` bytes a read, then failing with
+    `failure` if one is given."""
+
+    def __init__(self, data: bytes, chunk_size: int, failure: Exception | None = None) -> None:
+        self.data, self.chunk_size, self.failure = data, chunk_size, failure
+        self.position = 0
+        self.closed = False
+
+    def read(self, size: int, /) -> bytes:
+        chunk = self.data[self.position : self.position + min(size, self.chunk_size)]
+        self.position += len(chunk)
+        if not chunk and self.failure is not None:
+            raise self.failure
+        return chunk
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def bytes_opener(
     data: bytes, chunk_size: int = 1 << 20, calls: Calls | None = None, name: str = ""
 ) -> Opener:
     """Opener over in-memory bytes, optionally recording its calls."""
 
-    def opener(start: int, stop: int | None) -> Iterator[bytes]:
+    def opener(start: int, stop: int | None) -> Reader:
         if calls is not None:
             calls.append((name, start, stop))
-        span = data[start:stop]
-        for index in range(0, len(span), chunk_size):
-            yield span[index : index + chunk_size]
+        return ChunkedReader(data[start:stop], chunk_size)
 
     return opener
+
+
+class ZerosReader:
+    """`size` zero bytes, handed out as the shared ZERO_BLOCK, never storing the data."""
+
+    def __init__(self, size: int) -> None:
+        self.remaining = size
+
+    def read(self, size: int, /) -> bytes:
+        length = min(len(ZERO_BLOCK), size, self.remaining)
+        self.remaining -= length
+        return ZERO_BLOCK if length == len(ZERO_BLOCK) else ZERO_BLOCK[:length]
+
+    def close(self) -> None:
+        self.remaining = 0
 
 
 def zeros_opener(size: int) -> Opener:
-    """Opener over `size` zero bytes that yields the shared ZERO_BLOCK, never storing the data."""
-
-    def opener(start: int, stop: int | None) -> Iterator[bytes]:
-        position, end = start, size if stop is None else stop
-        while position < end:
-            length = min(len(ZERO_BLOCK), end - position)
-            yield ZERO_BLOCK if length == len(ZERO_BLOCK) else ZERO_BLOCK[:length]
-            position += length
-
-    return opener
+    return lambda start, stop: ZerosReader((size if stop is None else stop) - start)
 
 
 def make_entry(
@@ -355,14 +379,34 @@ def test_archive_layout_iter_range_inside_entry_opens_only_that_entry() -> None:
     assert calls == [("2.bin", 10, 20)]
 
 
-def test_archive_layout_passes_opener_chunks_through_unchanged() -> None:
-    pieces = [bytes([index]) * 1000 for index in range(10)]
-    entry = ArchiveEntry("a.bin", 10_000, zlib.crc32(b"".join(pieces)), MTIME, lambda *_: pieces)
+def test_archive_range_reader_reads_no_more_than_the_size_pulled() -> None:
+    data = bytes(range(256)) * 40
+    layout = archive_layout_build([make_entry("a.bin", data), make_entry("b.bin", data)])
+    reader = layout.open_range()
 
-    chunks = list(archive_layout_build([entry]))
+    chunks = []
+    while chunk := reader.read(1000):
+        chunks.append(chunk)
 
-    assert len(chunks) == len(pieces) + 2
-    assert all(out is piece for out, piece in zip(chunks[1:-1], pieces, strict=True))
+    assert max(map(len, chunks)) == 1000
+    assert b"".join(chunks) == b"".join(layout)
+
+
+def test_archive_range_reader_close_closes_the_open_entry() -> None:
+    opened: list[ChunkedReader] = []
+
+    def opener(start: int, stop: int | None) -> Reader:
+        opened.append(ChunkedReader(b"0123456789"[start:stop], 4))
+        return opened[-1]
+
+    entry = ArchiveEntry("a.bin", 10, zlib.crc32(b"0123456789"), MTIME, opener)
+    reader = archive_layout_build([entry]).open_range(30 + 5)  # the data, past its header
+
+    assert reader.read(100) == b"0123"
+    reader.close()
+
+    assert [source.closed for source in opened] == [True]
+    assert reader.read(100) == b""
 
 
 def consume(chunks: Iterable[bytes], sizes: list[int]) -> None:
@@ -589,7 +633,7 @@ def test_archive_layout_local_header_at_the_zip64_limit(size: int, zip64: bool) 
 def huge_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[ArchiveLayout, Path]:
     """A real > 4 GiB archive (4 GiB + 1 zero bytes, then a small entry) in a sparse file."""
     crc = 0
-    for chunk in zeros_opener(HUGE_SIZE)(0, None):
+    for chunk in reader_chunks(zeros_opener(HUGE_SIZE)(0, None), len(ZERO_BLOCK)):
         crc = zlib.crc32(chunk, crc)
     layout = archive_layout_build(
         [zeros_entry("huge.bin", HUGE_SIZE, crc), make_entry("tail.txt", b"tail")]
@@ -637,9 +681,8 @@ def test_archive_layout_huge_entry_valid_for_reader(
 
 
 def test_archive_opener_failure_names_the_entry() -> None:
-    def failing_opener(start: int, stop: int | None) -> Iterator[bytes]:
-        yield b"0123"
-        raise OSError("storage went away")
+    def failing_opener(start: int, stop: int | None) -> Reader:
+        return ChunkedReader(b"0123", 4, failure=OSError("storage went away"))
 
     good, declared = make_entry("good.txt", b"good"), make_entry("bad.bin", b"0123456789")
     entries = [good, replace(declared, opener=failing_opener)]

@@ -5,6 +5,7 @@ import contextlib
 import gc
 import http.client
 import io
+import itertools
 import logging
 import os
 import re
@@ -13,7 +14,7 @@ import threading
 import time
 import urllib.parse
 import zipfile
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,39 +24,75 @@ from django.core.handlers.asgi import ASGIHandler
 from django.test import AsyncClient
 
 from generations.archive import ArchiveReadError
+from generations.asgi_stream import asgi_body
 from generations.models import Generation
-from generations.responses import DownloadDeadlineExceeded, _HopSize, aiter_off_event_loop
-from generations.storage import iter_video_range, video_storage
+from generations.storage import video_reader_open, video_storage
+from generations.stream_guard import StreamContext, StreamGuard
 from tests.e2e_server import LiveServer, start_gunicorn, start_uvicorn
 from tests.factories import GenerationFactory
 from tests.zip_readers import assert_archive_valid
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
 
 
-# --- the adapter ----------------------------------------------------------------------
+# --- the ASGI body ----------------------------------------------------------------------
 
 
-def test_aiter_off_event_loop_reads_in_worker_threads_and_waits_for_the_server_after_each_hop():
+class ScriptedReader:
+    """A reader that hands out `pieces` (each cut to the size asked for), then raises
+    `failure` if given; `on_read` runs before each read."""
+
+    def __init__(
+        self,
+        pieces: Iterable[bytes],
+        failure: Exception | None = None,
+        on_read: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.pieces = iter(pieces)
+        self.pending = b""
+        self.failure = failure
+        self.on_read = on_read
+        self.threads: list[int] = []
+        self.closed = False
+
+    def read(self, size: int, /) -> bytes:
+        self.on_read()
+        self.threads.append(threading.get_ident())
+        if not self.pending:
+            self.pending = next(self.pieces, b"")
+        if not self.pending and self.failure is not None:
+            raise self.failure
+        piece, self.pending = self.pending[:size], self.pending[size:]
+        return piece
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def body_of(reader, **options) -> AsyncIterator[bytes]:
+    guard = StreamGuard(StreamContext("req-1", "-", {}), offset=0)
+    return asgi_body(reader, guard=guard, **options)
+
+
+def test_asgi_body_reads_in_worker_threads_and_waits_for_the_server_after_each_hop():
     big = os.urandom(2 * MiB + 5)
-    threads: list[int] = []
-
-    def chunks() -> Generator[bytes, None, None]:
-        for chunk in (b"ab", b"", big):
-            threads.append(threading.get_ident())
-            yield chunk
+    reader = ScriptedReader([b"ab", big])
 
     async def consume() -> tuple[list[bytes], int]:
-        return [chunk async for chunk in aiter_off_event_loop(chunks())], threading.get_ident()
+        return [chunk async for chunk in body_of(reader)], threading.get_ident()
 
     received, loop_thread = asyncio.run(consume())
-    # one hop of 64 KiB asked for: two chunks (the empty one dropped), then the empty message
-    # that returns once the server has taken them
-    assert received == [b"ab", big, b""]
-    assert loop_thread not in threads
+    # hops of 64 KiB, each followed by the empty message that returns once the server has
+    # taken it
+    assert b"".join(received) == b"ab" + big
+    assert received[:3] == [b"ab", big[: 64 * KiB - 2], b""]
+    assert all(len(chunk) <= 64 * KiB for chunk in received)
+    assert loop_thread not in reader.threads
+    assert reader.closed
 
 
-def test_aiter_off_event_loop_reads_local_files_in_hops_that_grow_for_a_fast_client(
+def test_asgi_body_reads_local_files_in_hops_that_grow_for_a_fast_client(
     settings, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(ASGIHandler, "chunk_size", 2 * MiB)  # config/asgi.py sets 4 MiB
@@ -67,55 +104,62 @@ def test_aiter_off_event_loop_reads_local_files_in_hops_that_grow_for_a_fast_cli
         },
     }
     settings.GENERATIONS = {"STORAGE_ALIAS": "videos", "READ_CHUNK_SIZE": 1000}
-    data = os.urandom(5 * MiB)
+    data = os.urandom(48 * MiB)
     (tmp_path / "clip.mp4").write_bytes(data)
 
     async def consume() -> list[bytes]:
-        body = aiter_off_event_loop(iter(iter_video_range("clip.mp4", 0, None)))
-        return [chunk async for chunk in body]
+        return [chunk async for chunk in body_of(video_reader_open("clip.mp4"))]
 
     received = asyncio.run(consume())
     assert b"".join(received) == data
     sizes = [len(chunk) for chunk in received if chunk]
-    # READ_CHUNK_SIZE is for sync servers; here each read is one hop, doubling from 64 KiB,
-    # one hop late: the next hop is read while this one is sent
-    KiB = 1024
-    assert sizes[:7] == [64 * KiB, 64 * KiB, 128 * KiB, 256 * KiB, 512 * KiB, MiB, 2 * MiB]
+    # READ_CHUNK_SIZE is for sync servers; here each read is one hop: 64 KiB until more than
+    # a connection's socket buffers hold is sent (32 MiB), then doubling up to the handler's
+    # message size
+    assert sizes[:512] == [64 * KiB] * 512
     assert max(sizes) == ASGIHandler.chunk_size
+    assert sizes == sorted(sizes[:-1]) + sizes[-1:]
 
 
-def test_aiter_off_event_loop_reads_one_hop_ahead_and_no_further():
-    produced = 0
+def test_asgi_body_keeps_hops_small_for_a_slow_client():
+    reader = ScriptedReader([bytes(34 * MiB)])  # past the warm-up, where hops could grow
 
-    def chunks() -> Generator[bytes, None, None]:
-        nonlocal produced
-        while True:
-            produced += 1
-            yield bytes(64 * 1024)  # one whole first hop
+    async def consume() -> list[int]:
+        sizes = []
+        async for chunk in body_of(reader):
+            sizes.append(len(chunk))
+            await asyncio.sleep(0.002)  # at most 32 MB/s: slower than a fast client
+        return sizes
+
+    sizes = asyncio.run(consume())
+    assert sum(sizes) == 34 * MiB
+    assert max(sizes) == 64 * KiB
+
+
+def test_asgi_body_reads_one_hop_ahead_and_no_further():
+    reader = ScriptedReader(itertools.repeat(bytes(64 * KiB)))
 
     async def scenario() -> None:
-        body = aiter_off_event_loop(chunks())
-        assert len(await anext(body)) == 64 * 1024
+        body = body_of(reader)
+        assert len(await anext(body)) == 64 * KiB
         assert await anext(body) == b""  # hop 1 handed over; hop 2 is being read meanwhile
         await asyncio.sleep(0.2)  # a client that takes nothing more for a while
-        assert produced == 2
+        assert len(reader.threads) == 2
         await body.aclose()
 
     asyncio.run(scenario())
+    assert reader.closed
 
 
-def test_aiter_off_event_loop_drops_the_failure_of_a_hop_read_ahead_when_the_client_leaves():
-    def chunks() -> Generator[bytes, None, None]:
-        yield bytes(64 * 1024)
-        raise OSError("storage gone")
-
+def test_asgi_body_drops_the_failure_of_a_hop_read_ahead_when_the_client_leaves():
+    reader = ScriptedReader([bytes(64 * KiB)], failure=OSError("storage gone"))
     unhandled: list[dict] = []
 
     async def scenario() -> None:
         asyncio.get_running_loop().set_exception_handler(
             lambda loop, context: unhandled.append(context)
         )
-        body = aiter_off_event_loop(chunks())
+        body = body_of(reader)
         await anext(body)
         await anext(body)  # the read ahead fails meanwhile
         await asyncio.sleep(0.1)
@@ -126,20 +170,14 @@ def test_aiter_off_event_loop_drops_the_failure_of_a_hop_read_ahead_when_the_cli
     assert unhandled == []
 
 
-def test_aiter_off_event_loop_cancels_a_stalled_response_at_its_time_limit():
-    thrown: list[BaseException] = []
-
-    def chunks() -> Generator[bytes, None, None]:
-        try:
-            while True:
-                yield bytes(64 * 1024)
-        except Exception as exc:  # what `_guarded` would log
-            thrown.append(exc)
-            raise
+def test_asgi_body_cancels_a_stalled_response_at_its_time_limit(caplog):
+    reader = ScriptedReader(itertools.repeat(bytes(64 * KiB)))
+    ended: list[bool] = []
 
     async def scenario() -> None:
         async def consume() -> None:  # as Django's handler does
-            async with contextlib.aclosing(aiter_off_event_loop(chunks(), time_limit=0.2)) as body:
+            body = body_of(reader, time_limit=0.2, on_end=lambda: ended.append(True))
+            async with contextlib.aclosing(body):
                 async for _ in body:
                     await asyncio.sleep(60)  # a client that stopped reading: send never returns
 
@@ -147,73 +185,54 @@ def test_aiter_off_event_loop_cancels_a_stalled_response_at_its_time_limit():
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(asyncio.create_task(consume()), timeout=10)
 
-    asyncio.run(scenario())
-    assert [type(exc) for exc in thrown] == [DownloadDeadlineExceeded]
+    with caplog.at_level(logging.ERROR, logger="generations.stream_guard"):
+        asyncio.run(scenario())
+    [record] = [r for r in caplog.records if "download aborted" in r.getMessage()]
+    assert "download deadline passed" in record.getMessage()
+    assert reader.closed
+    assert ended == [True]
 
 
-def test_hop_size_doubles_for_a_fast_client_and_halves_for_a_slow_one():
-    with _HopSize(largest=4 * MiB) as hop:
-        for _ in range(10):
-            hop.adapt(sent=hop.size, seconds=0.0001)  # 655 MB/s and more
-        assert hop.size == 4 * MiB
-        hop.adapt(sent=hop.size, seconds=1.0)  # 4 MB/s
-        assert hop.size == 2 * MiB
-        for _ in range(10):
-            hop.adapt(sent=hop.size, seconds=1.0)
-        assert hop.size == _HopSize.SMALLEST
-
-
-def test_hop_sizes_share_the_read_budget_among_the_downloads_in_progress():
-    hops = [_HopSize(largest=4 * MiB).__enter__() for _ in range(1000)]
-    try:
-        fast = hops[0]
-        for _ in range(10):
-            fast.adapt(sent=fast.size, seconds=0.0)  # a fresh socket swallows it all at once
-        assert fast.size == _HopSize.SMALLEST  # 32 MiB / 1000 downloads < 64 KiB
-        for hop in hops[1:]:
-            hop.__exit__(None, None, None)
-        for _ in range(10):
-            fast.adapt(sent=fast.size, seconds=0.0)
-        assert fast.size == 4 * MiB
-    finally:
-        hops[0].__exit__(None, None, None)
-
-
-def test_aiter_off_event_loop_raises_the_generators_failure():
-    first = os.urandom(64 * 1024)  # fills the first hop
-
-    def chunks() -> Generator[bytes, None, None]:
-        yield first
-        raise OSError("storage gone")
+def test_asgi_body_raises_and_logs_the_readers_failure(caplog):
+    first = os.urandom(64 * KiB)  # fills the first hop
+    reader = ScriptedReader([first], failure=OSError("storage gone"))
 
     async def consume(received: list[bytes]) -> None:
-        async for chunk in aiter_off_event_loop(chunks()):
+        async for chunk in body_of(reader):
             received.append(chunk)
 
     received: list[bytes] = []
-    with pytest.raises(OSError, match="storage gone"):
+    with (
+        caplog.at_level(logging.ERROR, logger="generations.stream_guard"),
+        pytest.raises(OSError, match="storage gone"),
+    ):
         asyncio.run(consume(received))
     assert received == [first, b""]
+    [record] = [r for r in caplog.records if "download aborted" in r.getMessage()]
+    assert f"offset={64 * KiB}: storage gone" in record.getMessage()
+    assert reader.closed
 
 
-def test_aiter_off_event_loop_closes_the_generator_after_its_step_when_cancelled():
-    # given a generator whose second read blocks in a worker thread
+def test_asgi_body_closes_the_reader_after_its_read_in_flight_when_cancelled():
+    # given a reader whose second read blocks in a worker thread
     reading, release = threading.Event(), threading.Event()
     events: list[str] = []
 
-    def chunks() -> Generator[bytes, None, None]:
-        try:
-            yield b"first"
+    def on_read() -> None:
+        if events:  # the second read
             reading.set()
             release.wait(timeout=10)
-            events.append("read returned")
-            yield b"second"
-        finally:
+        events.append("read returned")
+
+    class Reader(ScriptedReader):
+        def close(self) -> None:
             events.append("closed")
+
+    reader = Reader([b"first", b"second"], on_read=on_read)
 
     async def scenario() -> None:
         async def consume() -> None:
-            async for _ in aiter_off_event_loop(chunks()):
+            async for _ in body_of(reader):
                 pass
 
         task = asyncio.create_task(consume())
@@ -227,8 +246,9 @@ def test_aiter_off_event_loop_closes_the_generator_after_its_step_when_cancelled
             await task
 
     asyncio.run(scenario())
-    # then the read finished and the generator was closed after it, on no blocked thread
-    assert events == ["read returned", "closed"]
+    # then the read finished and the reader was closed after it, on no blocked thread
+    assert events[-2:] == ["read returned", "closed"]
+    assert events.count("closed") == 1
 
 
 # --- in process: Django's ASGI handler through AsyncClient ---------------------------------
@@ -291,7 +311,7 @@ def test_asgi_fault_mid_stream_raises_and_is_logged(api_key, ready, caplog):
         file.truncate(10)
     # when the archive is streamed through the ASGI handler, then the body raises ...
     with (
-        caplog.at_level(logging.ERROR, logger="generations.responses"),
+        caplog.at_level(logging.ERROR, logger="generations.stream_guard"),
         pytest.raises(ArchiveReadError),
     ):
         asgi_get(api_key[1], f"/api/v1/generations/download?ids={ready[0].pk},{ready[1].pk}")
@@ -341,7 +361,7 @@ def test_asgi_client_that_stops_reading_is_cut_off_at_the_deadline(
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(ASGIHandler()(scope, receive, send), timeout=20)
 
-    with caplog.at_level(logging.ERROR, logger="generations.responses"):
+    with caplog.at_level(logging.ERROR, logger="generations.stream_guard"):
         async_to_sync(serve)()
     # then the handler gave up at the deadline, before the last body message
     bodies = [message for message in messages if message["type"] == "http.response.body"]

@@ -7,6 +7,7 @@ import zipfile
 import zlib
 
 import pytest
+from django.utils import timezone
 
 from generations.models import Generation
 from generations.plans import archive_plan_build
@@ -120,13 +121,13 @@ def test_video_download_records_the_missing_size_and_crc(api_client, unrecorded)
 
 def test_archive_plan_build_records_only_what_is_missing(recorded, unrecorded, monkeypatch):
     # the admin's download builds its plan the same way
-    plan = archive_plan_build(generations=[recorded, unrecorded])
-    assert plan.layout.size > len(unrecorded.data) + recorded.video_size
+    plan = archive_plan_build(generations=[recorded, unrecorded], now=timezone.now())
+    assert plan.size > len(unrecorded.data) + recorded.video_size
     assert_recorded(unrecorded)
     # a second plan reads no video to build
     monkeypatch.setattr(
-        "generations.services.iter_video_range",
+        "generations.services.video_reader_open",
         lambda *args: pytest.fail("a recorded video was read"),
     )
     unrecorded.refresh_from_db()
-    archive_plan_build(generations=[recorded, unrecorded])
+    archive_plan_build(generations=[recorded, unrecorded], now=timezone.now())

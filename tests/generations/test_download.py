@@ -16,11 +16,10 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import generations.responses
 from generations.archive import ArchiveReadError
 from generations.models import Generation
-from generations.responses import DownloadDeadlineExceeded
 from generations.storage import video_storage
+from generations.stream_guard import DownloadDeadlineExceeded, StreamGuard
 from tests.factories import ApiKeyFactory, GenerationFactory, UserFactory
 from tests.zip_readers import ZIP_READERS, assert_archive_valid
 
@@ -339,7 +338,7 @@ def test_download_storage_fault_mid_stream_raises(api_client, world, fault, capl
     # when the body is consumed, then the stream raises instead of finishing the archive
     received = bytearray()
     with (
-        caplog.at_level(logging.ERROR, logger="generations.responses"),
+        caplog.at_level(logging.ERROR, logger="generations.stream_guard"),
         pytest.raises(ArchiveReadError),
     ):
         consume_into(response, received)
@@ -413,7 +412,7 @@ def test_download_aborts_mid_stream_past_the_deadline(api_client, world, monkeyp
     # given the stream's clock (only its own) jumps an hour once the first chunk is out
     readings = iter([0.0, 0.0])
     clock = SimpleNamespace(monotonic=lambda: next(readings, 3600.0))
-    monkeypatch.setattr(generations.responses, "time", clock)
+    monkeypatch.setattr(StreamGuard, "timer", staticmethod(clock.monotonic))
     response = get_ids(api_client, [world["ready"].pk])
     assert response.status_code == 200
     # then the rest of the stream is refused
@@ -427,7 +426,7 @@ def test_download_past_the_deadline_before_the_first_byte_is_an_error(
     # given the stream's clock (only its own) jumps an hour once the deadline is set
     readings = iter([0.0])
     clock = SimpleNamespace(monotonic=lambda: next(readings, 3600.0))
-    monkeypatch.setattr(generations.responses, "time", clock)
+    monkeypatch.setattr(StreamGuard, "timer", staticmethod(clock.monotonic))
     response = get_ids(api_client, [world["ready"].pk])
     assert response.status_code == 500
     assert response.json()["error"]["code"] == 5000
@@ -451,7 +450,7 @@ def test_download_log_and_header_carry_the_same_safe_request_id(api_client, worl
     response = post_ids(api_client, ids, HTTP_X_REQUEST_ID="x key_prefix=forged")
     # then the stream's abort log names the replacement id the response carries
     with (
-        caplog.at_level(logging.ERROR, logger="generations.responses"),
+        caplog.at_level(logging.ERROR, logger="generations.stream_guard"),
         pytest.raises(ArchiveReadError),
     ):
         body_of(response)

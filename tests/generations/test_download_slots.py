@@ -18,14 +18,14 @@ from django.test import RequestFactory
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-import generations.responses
 from generations.archive import ArchiveReadError
 from generations.checks import check_generations_settings
 from generations.download_slots import RETRY_AFTER_SECONDS
 from generations.links import download_link_create
 from generations.plans import archive_plan_build
-from generations.responses import archive_response
+from generations.responses import download_response
 from generations.storage import video_storage
+from generations.stream_guard import StreamGuard
 from rotate.conf import rotate_settings
 from tests.factories import ApiKeyFactory, GenerationFactory
 
@@ -120,7 +120,7 @@ def test_download_slot_frees_on_a_storage_failure_mid_stream(api_client, user, c
     video_storage.delete(broken.video.name)  # gone after the first chunk was read
     for response in held:
         with (
-            caplog.at_level(logging.CRITICAL, logger="generations.responses"),
+            caplog.at_level(logging.CRITICAL, logger="generations.stream_guard"),
             pytest.raises(ArchiveReadError),
         ):
             b"".join(response.streaming_content)
@@ -133,7 +133,7 @@ def test_download_slot_frees_on_an_error_before_the_first_byte(api_client, video
     # download's deadline has passed before its first byte
     clock = SimpleNamespace(monotonic=functools.partial(next, itertools.count(0.0, 3600.0)))
     with monkeypatch.context() as patch:
-        patch.setattr(generations.responses, "time", clock)
+        patch.setattr(StreamGuard, "timer", staticmethod(clock.monotonic))
         # then each gets the 500 envelope, and no slot is kept
         for _ in range(LIMIT + 1):
             assert download(api_client, video).status_code == 500
@@ -179,11 +179,8 @@ def test_download_without_a_key_is_not_capped(user, video, admin_user):
     request = RequestFactory().get("/admin/")
     request.user = admin_user
     responses = [
-        archive_response(
-            request=request,
-            plan=archive_plan_build(generations=generations),
-            now=timezone.now(),
-            headers={},
+        download_response(
+            request=request, plan=archive_plan_build(generations=generations, now=timezone.now())
         )
         for _ in range(LIMIT + 2)
     ]

@@ -12,18 +12,18 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from generations.archive import ArchiveReadError, archive_layout_build
+from generations.archive import ArchiveEntry, ArchiveReadError, archive_layout_build
 from generations.models import Generation
 from generations.orphans import orphan_videos_delete, orphan_videos_find
-from generations.plans import archive_plan_build
+from generations.plans import archive_entry_names
+from generations.readers import BytesReader, Reader
 from generations.s3 import S3VideoReader
-from generations.storage import requested_read_size, video_openers
+from generations.storage import video_openers
 from tests.conftest import REQUIRE_SERVICES
 from tests.factories import GenerationFactory
 from tests.latency_proxy import LatencyProxy, latency_proxy
@@ -100,16 +100,27 @@ def make_videos(user, sizes: list[int]) -> list[tuple[Generation, bytes]]:
 
 def expected_archive(videos: list[tuple[Generation, bytes]]) -> bytes:
     """The archive of the plan, with every entry read from memory instead of the storage."""
-    plan = archive_plan_build(generations=[generation for generation, _ in videos])
-
-    def from_memory(data: bytes) -> Callable[[int, int | None], list[bytes]]:
-        return lambda start, stop: [data[start:stop]]
-
+    generations = [generation for generation, _ in videos]
     entries = [
-        replace(entry, opener=from_memory(data))
-        for entry, (_, data) in zip(plan.entries, videos, strict=True)
+        ArchiveEntry(
+            name=name,
+            size=len(data),
+            crc32=zlib.crc32(data),
+            modified_at=generation.completed_at or generation.created_at,
+            opener=lambda start, stop, data=data: BytesReader(data, start, stop),
+        )
+        for name, (generation, data) in zip(archive_entry_names(generations), videos, strict=True)
     ]
     return b"".join(archive_layout_build(entries))
+
+
+def read_all(reader: Reader, size: int = CHUNK) -> bytes:
+    """Everything a reader holds, pulled `size` bytes at a time, then closed."""
+    pieces = []
+    while piece := reader.read(size):
+        pieces.append(piece)
+    reader.close()
+    return b"".join(pieces)
 
 
 def download(client, videos, **headers):
@@ -221,18 +232,17 @@ def test_s3_single_video_full_and_range(api_client, user, bucket, no_storage_ope
     assert body_of(response) == data[70_000:200_000]
 
 
-def test_s3_reads_follow_the_requested_read_size(user, bucket, no_storage_open):
-    # the ASGI stream asks for reads of its hop's size instead of READ_CHUNK_SIZE
+def test_s3_reads_are_at_most_the_size_pulled(user, bucket, no_storage_open):
+    # the ASGI stream pulls reads of its hop's size instead of READ_CHUNK_SIZE
     [(generation, data)] = make_videos(user, [250_000])
     [opener] = video_openers([generation.video.name])
-    chunks = iter(opener(0, None))
-    token = requested_read_size.set(100_000)
-    try:
-        received = list(chunks)
-    finally:
-        requested_read_size.reset(token)
+    reader = opener(0, None)
+    received = []
+    while chunk := reader.read(100_000):
+        received.append(chunk)
+    reader.close()
     assert b"".join(received) == data
-    assert [len(chunk) for chunk in received] == [100_000, 100_000, 50_000]  # not CHUNK
+    assert max(len(chunk) for chunk in received) <= 100_000
 
 
 def test_s3_single_video_shorter_than_recorded_raises(api_client, user, bucket):
@@ -323,14 +333,14 @@ def test_s3_next_objects_are_requested_while_one_streams(user, bucket, proxy):
     proxy.requests.clear()
     openers = video_openers([generation.video.name for generation in generations])
     # when the first chunk of entry 0 has arrived, its body not yet consumed
-    first = iter(openers[0](0, None))
-    next(first)
+    first = openers[0](0, None)
+    first.read(CHUNK)
     # then entries 1 and 2 (S3_PREFETCH) are requested, and no further
     wait_for(lambda: all(gets_of(proxy, g) for g in generations[1:3]))
     assert not gets_of(proxy, generations[3])
     # and reading on uses those responses instead of asking again
-    b"".join(first)
-    assert b"".join(openers[1](0, None)) == videos[1][1]
+    read_all(first)
+    assert read_all(openers[1](0, None)) == videos[1][1]
     wait_for(lambda: bool(gets_of(proxy, generations[3])))
     assert [len(gets_of(proxy, g)) for g in generations[:4]] == [1, 1, 1, 1]
 
@@ -344,10 +354,10 @@ def test_s3_prefetch_covers_the_latency_of_small_objects_read_fast(user, bucket,
     proxy.requests.clear()
     # when entries 0-2 are read back to back (8 requested ahead at first: 1-8)
     for index in range(3):
-        assert b"".join(openers[index](0, None)) == videos[index][1]
+        assert read_all(openers[index](0, None)) == videos[index][1]
     # then the window outgrows FIRST_DEPTH (2 × 50 ms of latency covers many such entries),
     # up to S3_PREFETCH: entry 3 opened, at most entry 19 is requested
-    next(iter(openers[3](0, None)))
+    openers[3](0, None).read(CHUNK)
     wait_for(lambda: bool(gets_of(proxy, generations[3 + S3VideoReader.FIRST_DEPTH + 1])))
     time.sleep(0.1)
     assert not gets_of(proxy, generations[20])
@@ -362,7 +372,7 @@ def test_s3_prefetch_stays_shallow_for_a_slow_reader(user, bucket, proxy, settin
     proxy.requests.clear()
     # when each entry takes 0.15 s to read, far longer than a response takes
     for index in range(10):
-        assert b"".join(openers[index](0, None)) == videos[index][1]
+        assert read_all(openers[index](0, None)) == videos[index][1]
         time.sleep(0.15)
     # then a few requests ahead suffice (2, or 4 on a busy machine), not FIRST_DEPTH:
     # entry 9 asked for entry 11 but not for 14
@@ -376,7 +386,7 @@ def test_s3_range_starting_in_entry_k_prefetches_only_after_k(user, bucket, prox
     generations = [generation for generation, _ in videos]
     proxy.requests.clear()
     openers = video_openers([generation.video.name for generation in generations])
-    assert b"".join(openers[2](1000, None)) == videos[2][1][1000:]
+    assert read_all(openers[2](1000, None)) == videos[2][1][1000:]
     wait_for(lambda: all(gets_of(proxy, g) for g in generations[3:]))
     assert [bool(gets_of(proxy, g)) for g in generations[:2]] == [False, False]
 
@@ -386,7 +396,7 @@ def test_s3_range_ending_in_an_entry_prefetches_nothing(user, bucket, proxy):
     generations = [generation for generation, _ in videos]
     proxy.requests.clear()
     openers = video_openers([generation.video.name for generation in generations])
-    assert b"".join(openers[0](0, 5000)) == videos[0][1][:5000]
+    assert read_all(openers[0](0, 5000)) == videos[0][1][:5000]
     time.sleep(0.2)
     assert [len(gets_of(proxy, g)) for g in generations] == [1, 0, 0]
 
@@ -403,13 +413,13 @@ def test_s3_prefetched_bodies_are_closed_when_the_download_ends(
     monkeypatch.setattr(StreamingBody, "close", lambda body: (closed.append(body), close(body)))
     videos = make_videos(user, [4 * CHUNK] * 4)
     openers = video_openers([generation.video.name for generation, _ in videos])
-    first = iter(openers[0](0, None))
-    next(first)
+    first = openers[0](0, None)
+    first.read(CHUNK)
     # when the client goes away mid-entry, or the archive ends before entries 1 and 2
     if ending == "client gone":
         first.close()
     else:
-        b"".join(first)
+        read_all(first)
         del first, openers
     # then entry 0's body and both prefetched ones are closed
     wait_for(lambda: len(closed) == 3)

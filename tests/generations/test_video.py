@@ -1,6 +1,7 @@
 """Tests of E3 `GET generations/{id}`: one MP4 with Range/If-Range/206/416, and its errors."""
 
 import io
+import logging
 import re
 from datetime import timedelta
 
@@ -349,7 +350,7 @@ def test_generation_video_file_deleted_behind_the_row_is_never_a_complete_200(
         assert video.video.name.encode() not in response.content
 
 
-def test_generation_video_file_truncated_mid_stream_aborts(api_client, video, mp4_bytes):
+def test_generation_video_file_truncated_mid_stream_aborts(api_client, video, mp4_bytes, caplog):
     with override_settings(GENERATIONS={"STORAGE_ALIAS": "videos", "READ_CHUNK_SIZE": 1024}):
         # given a download whose first chunk has been sent
         response = api_client.get(video_url(video.pk))
@@ -362,5 +363,11 @@ def test_generation_video_file_truncated_mid_stream_aborts(api_client, video, mp
             stored.truncate(4096)
 
         # then the stream raises rather than end early as if complete
-        with pytest.raises(OSError, match="early"):
+        with (
+            caplog.at_level(logging.ERROR, logger="generations.stream_guard"),
+            pytest.raises(OSError, match="early"),
+        ):
             b"".join(chunks)
+    # and the abort is logged with the generation it hit and where
+    [record] = [r for r in caplog.records if "download aborted" in r.getMessage()]
+    assert f"generation_id={video.pk} offset=4096:" in record.getMessage()
