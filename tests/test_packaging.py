@@ -219,7 +219,7 @@ def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
 def wheel(tmp_path_factory) -> Path:
     """The wheel, built from a copy of the sources (so the work tree gets no build/ or egg-info)."""
     source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "CHANGELOG.md"):
         shutil.copy2(ROOT / name, source / name)
     for package in PACKAGES:
         shutil.copytree(
@@ -256,7 +256,10 @@ def test_packaging_wheel_declares_its_dependencies(wheel):
 
     assert "Requires-Dist: Django>=5.2" in metadata
     assert "Requires-Dist: djangorestframework" in metadata
-    assert "Requires-Dist: django-storages" in metadata
+    # S3 is an extra: a site on local files or another storage needs no boto3
+    assert 'Requires-Dist: django-storages[s3]>=1.14; extra == "s3"' in metadata
+    assert "Requires-Dist: django-storages>=" not in metadata
+    assert "License-Expression: MIT" in metadata
     assert "Classifier: Framework :: Django :: 5.2" in metadata
 
 
