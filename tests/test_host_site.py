@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import textwrap
 import time
 import urllib.error
@@ -284,3 +285,35 @@ def test_host_site_follows_the_install_page(dist, constraints, tmp_path, host_us
     else:
         assert probe["rest_framework"] is None
         assert schema_status == 404
+
+
+def test_host_site_sdist_holds_the_apps_and_no_repository_tooling(dist):
+    (sdist,) = dist.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    top_level = {name.split("/")[0] for name in names}
+
+    assert {"rotate", "generations", "LICENSE", "CHANGELOG.md", "pyproject.toml"} <= top_level
+    assert not top_level & {"tests", "bench", "config", "reliability", "docs", "docker"}
+    assert not any("__pycache__" in name for name in names)
+
+
+def test_host_site_metadata_is_what_an_index_shows(dist):
+    (wheel,) = dist.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = archive.read(name).decode()
+    headers, _, description = metadata.partition("\n\n")
+
+    assert "License-Expression: MIT" in headers
+    assert "License-File: LICENSE" in headers
+    assert "Classifier: Development Status :: 4 - Beta" in headers
+    assert "Classifier: Framework :: Django :: 6.0" in headers
+    assert "Project-URL: Documentation, https://" in headers
+    assert "Provides-Extra: s3" in headers
+    assert "Provides-Extra: celery" in headers
+    # the long description links only to absolute URLs: nothing breaks on an index
+    links = re.findall(r"\]\(([^)]*)\)", description)
+    assert links
+    assert all(link.startswith("https://") for link in links)
+    assert "../" not in description

@@ -2,9 +2,12 @@
 (rotate/conf.py, generations/conf.py) in place of `<!-- settings-reference -->`."""
 
 import os
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[2]
 MARKER = "<!-- settings-reference -->"
 
 
@@ -68,6 +71,9 @@ def settings_table(app_settings: Any, error_id: str) -> str:
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     if MARKER not in markdown:
         return markdown
+    # The declarations are read from the apps themselves, as the checks read them.
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
     import django
 
