@@ -289,7 +289,7 @@ def test_packaging_wheel_plugs_into_a_host_site(wheel, tmp_path):
     video = os.urandom(64 * 1024) + b"host-site-video"
     (tmp_path / "clip.mp4").write_bytes(video)
 
-    # When: the operator's steps of the README, in the host project
+    # When: the operator's steps of docs/install.md, in the host project
     run(python, "manage.py", "makemigrations", "accounts", cwd=host, env=env)
     run(python, "manage.py", "migrate", "--noinput", cwd=host, env=env)
     check = run(python, "manage.py", "check", "--fail-level", "WARNING", cwd=host, env=env)
