@@ -2,7 +2,8 @@
 has committed, so no worker ever sees a row that was rolled back.
 
 A queue that is down loses nothing: the failure is logged, the rows stay `starting`, and
-the watchdog queues them again after RENDER_UNCLAIMED_AFTER.
+the watchdog queues them again after RENDER_UNCLAIMED_AFTER. Without Celery installed the
+rows stay `starting` for `manage.py generations_render`.
 """
 
 import logging
@@ -20,9 +21,15 @@ def render_enqueue(generation_ids: Iterable[int]) -> None:
     """Queue the renders: one message for a single generation; for more, one message that
     a worker fans out (`render_enqueue_each`), so a request creating 600 generations spends
     one publish, not 600, whatever the broker."""
-    from generations.tasks import fan_out_renders  # Celery is needed only to queue
-
     ids = list(generation_ids)
+    try:
+        from generations.tasks import fan_out_renders  # Celery is needed only to queue
+    except ImportError:  # Celery is the `celery` extra: a site without it renders by command
+        logger.warning(
+            "Celery is not installed: generation(s) %s wait for `manage.py generations_render ID`",
+            ", ".join(map(str, ids)),
+        )
+        return
     if len(ids) == 1:
         render_enqueue_each(ids)
     elif ids:
