@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+import rotate
+
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_PAGE = ROOT / "docs" / "install.md"
 SNIPPET = re.compile(
@@ -305,6 +307,7 @@ def test_host_site_metadata_is_what_an_index_shows(dist):
         metadata = archive.read(name).decode()
     headers, _, description = metadata.partition("\n\n")
 
+    assert f"Version: {rotate.__version__}" in headers  # the one place it is written
     assert "License-Expression: MIT" in headers
     assert "License-File: LICENSE" in headers
     assert "Classifier: Development Status :: 4 - Beta" in headers
