@@ -17,13 +17,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # One stamp per requirements set: `make run` installs only what running needs
-# (requirements/base.txt); `make test`/`make lint` add the test toolchain, `make docs` MkDocs.
-$(VENV)/.installed-run: $(BIN)/python requirements/base.txt pyproject.toml
+# (requirements/run.txt); `make test`/`make lint` add the test toolchain, `make docs` MkDocs.
+$(VENV)/.installed-run: $(BIN)/python requirements/base.txt requirements/run.txt pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements/base.txt
+	$(BIN)/pip install --quiet -r requirements/run.txt
 	touch $@
 
-$(VENV)/.installed: $(BIN)/python requirements/base.txt requirements/test.txt pyproject.toml
+$(VENV)/.installed: $(BIN)/python requirements/base.txt requirements/run.txt requirements/test.txt pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/test.txt
 	touch $@ $(VENV)/.installed-run
