@@ -1,4 +1,4 @@
-"""Draws docs/turntable-contact-sheet.png: eight evenly spaced frames of each demo product,
+"""Draws docs/img/turntable-contact-sheet.png: eight evenly spaced frames of each demo product,
 decoded from the MP4s the default turntable renderer writes (a row per product)."""
 
 import sys
@@ -17,7 +17,7 @@ from generations.rendering import RenderJob  # noqa: E402
 PRODUCTS = ("mug.jpg", "box.jpg", "bottle.png")
 COLUMNS = 8
 THUMBNAIL = 240
-OUTPUT = ROOT / "docs" / "turntable-contact-sheet.png"
+OUTPUT = ROOT / "docs" / "img" / "turntable-contact-sheet.png"
 
 
 def product_frames(renderer: TurntableRenderer, photo: Path, workdir: Path) -> list[Image.Image]:

@@ -4,14 +4,11 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import health
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("generations.urls")),
     path("api/v1/", include("rotate.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
+    path("", include("generations.health")),  # /healthz, /readyz
 ]

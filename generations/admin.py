@@ -86,8 +86,14 @@ class GenerationAdmin(admin.ModelAdmin):
         "expires_in",
         "video_size_display",
     ]
-    list_filter = ["status", RetentionFilter, ("owner", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["=id", "external_id", "owner__username", "owner__email"]
+    list_filter = [
+        "status",
+        "refunded",
+        RetentionFilter,
+        ("error_code", admin.AllValuesFieldListFilter),
+        ("owner", admin.RelatedOnlyFieldListFilter),
+    ]
+    search_fields = ["=id", "external_id", "description", "owner__username", "owner__email"]
     list_select_related = ["owner"]
     date_hierarchy = "created_at"
     actions = ["expire_now", "cancel", "retry", "download_as_zip"]

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
-from django.core.files.storage import Storage, storages
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.storage import InvalidStorageError, Storage, storages
 from django.utils.functional import LazyObject, empty
 
 from generations.conf import generations_settings
@@ -27,6 +28,18 @@ class VideoStorage(LazyObject):
 
     def _setup(self) -> None:
         self._wrapped = _configured_storage()
+
+    @property  # type: ignore[misc]  # LazyObject proxies __class__; so does this
+    def __class__(self) -> type:
+        # FileField asks isinstance(storage, Storage) when the model is imported: a wrong
+        # alias or GENERATIONS dict must not crash that import, so that `manage.py check`
+        # can report it (generations.E001, E004). Any real use still raises.
+        if self._wrapped is empty:
+            try:
+                self._setup()
+            except (InvalidStorageError, ImproperlyConfigured):
+                return Storage
+        return type(self._wrapped)
 
     def reset(self) -> None:
         self._wrapped = empty

@@ -1,5 +1,6 @@
 """Admin for API keys (list, search, create with the raw key shown once, revoke; never the
-digest) and for credits (balances and ledgers read-only; granting is a superuser action).
+digest), for credits (balances and ledgers read-only; granting is a superuser action) and
+for idempotency records (read-only, without the stored response).
 
 No secret field is shown, searched, sorted or filtered on: Django's changelist accepts a
 lookup on any local field from the query string (`?digest__startswith=ab`), which would let
@@ -25,7 +26,7 @@ from django.utils.html import format_html, format_html_join
 # Django's own since 1.5; django-stubs does not declare it.
 from django.utils.timezone import template_localtime  # type: ignore[attr-defined]
 
-from rotate.models import ApiKey, ApiKeyQuerySet, CreditAccount, CreditEntry
+from rotate.models import ApiKey, ApiKeyQuerySet, CreditAccount, CreditEntry, IdempotencyRecord
 from rotate.selectors import credit_entries
 from rotate.services import MAX_BALANCE, api_key_create, api_key_revoke, credit_grant
 
@@ -164,9 +165,27 @@ class CreditGrantForm(forms.Form):
             raise forms.ValidationError(f"No user {username!r}.") from None
 
 
+class BalanceFilter(admin.SimpleListFilter):
+    title = "balance"
+    parameter_name = "balance"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("empty", "Empty"), ("credit", "In credit")]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[CreditAccount]
+    ) -> QuerySet[CreditAccount]:
+        if self.value() == "empty":
+            return queryset.filter(balance=0)
+        if self.value() == "credit":
+            return queryset.filter(balance__gt=0)
+        return queryset
+
+
 @admin.register(CreditAccount)
 class CreditAccountAdmin(ReadOnlyAdmin):
     list_display = ["owner", "balance", "updated_at"]
+    list_filter = [BalanceFilter, "updated_at"]
     search_fields = ["owner__username", "owner__email"]
     list_select_related = ["owner"]
     fields = readonly_fields = ("owner", "balance", "updated_at", "latest_entries")
@@ -240,11 +259,24 @@ class CreditAccountAdmin(ReadOnlyAdmin):
 @admin.register(CreditEntry)
 class CreditEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "owner", "kind", "amount", "balance", "generation_ids", "note"]
-    list_filter = ["kind"]
-    search_fields = ["account__owner__username", "account__owner__email"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["account__owner__username", "account__owner__email", "note"]
     list_select_related = ["account__owner"]
     date_hierarchy = "created_at"
 
     @admin.display(description="owner", ordering="account__owner__username")
     def owner(self, entry: CreditEntry) -> Any:
         return entry.account.owner
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(ReadOnlyAdmin):
+    """Which `Idempotency-Key`s an owner used and how each first request ended; the stored
+    response body and request digest stay out (support needs the outcome, not the bytes)."""
+
+    list_display = ["key", "owner", "created_at", "completed_at", "response_status"]
+    list_filter = ["response_status", ("completed_at", admin.EmptyFieldListFilter), "created_at"]
+    search_fields = ["key", "owner__username", "owner__email"]
+    list_select_related = ["owner"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = ("owner", "key", "created_at", "completed_at", "response_status")

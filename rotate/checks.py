@@ -12,8 +12,10 @@ outright: a throttle counted per process (each process allows the full rate), an
 
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from rest_framework.settings import api_settings
 
 from rotate.conf import rotate_settings
 
@@ -62,6 +64,7 @@ def register_checks() -> None:
     register(check_throttle_cache_is_shared, Tags.caches, deploy=True)
     register(check_throttle_cache_counts_atomically, Tags.caches, deploy=True)
     register(check_secret_key_is_strong, Tags.security, deploy=True)
+    register(check_schema_class)
 
 
 def check_rotate_settings(**kwargs: Any) -> list[CheckMessage]:
@@ -168,3 +171,25 @@ def check_secret_key_is_strong(**kwargs: Any) -> list[CheckMessage]:
                 )
             )
     return errors
+
+
+def check_schema_class(**kwargs: Any) -> list[CheckMessage]:
+    """rotate.W002: drf-spectacular is installed but DRF's schema class is not its
+    AutoSchema, so generating the schema fails ("Incompatible AutoSchema") for every view,
+    the host's own as much as ours: only the host's `REST_FRAMEWORK` can fix that for all."""
+    if not apps.is_installed("drf_spectacular"):
+        return []
+    from drf_spectacular.openapi import AutoSchema  # installed: checked just above
+
+    schema_class = api_settings.DEFAULT_SCHEMA_CLASS
+    if isinstance(schema_class, type) and issubclass(schema_class, AutoSchema):
+        return []
+    return [
+        Warning(
+            "drf_spectacular is in INSTALLED_APPS, but REST_FRAMEWORK['DEFAULT_SCHEMA_CLASS'] "
+            f"is {schema_class!r}: /api/schema/ fails with 'Incompatible AutoSchema'.",
+            hint='Add "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema" to your '
+            "REST_FRAMEWORK setting (it changes nothing else of DRF).",
+            id="rotate.W002",
+        )
+    ]

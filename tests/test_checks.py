@@ -1,6 +1,11 @@
 """The system checks that tell a host site what is miswired (`rotate.*`, `generations.*`)."""
 
+import os
+import subprocess
+import sys
+import textwrap
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -329,3 +334,70 @@ def test_checks_generations_w001_reports_a_public_video_storage(options, aws_def
 def test_checks_generations_w001_ignores_the_s3_acl_setting_for_other_backends():
     with override_settings(AWS_DEFAULT_ACL="public-read"):
         assert messages_with("generations.W001") == []
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def manage_py_check(tmp_path: Path, settings_source: str) -> subprocess.CompletedProcess[str]:
+    """`manage.py check` in a fresh process, on the test settings plus `settings_source`:
+    what a host sees, import of the apps included (override_settings comes too late)."""
+    (tmp_path / "miswired_settings.py").write_text(
+        "from config.settings.test import *  # noqa: F403\n" + textwrap.dedent(settings_source)
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+        "DJANGO_SETTINGS_MODULE": "miswired_settings",
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_checks_generations_e001_when_the_alias_is_wrong_at_startup(tmp_path):
+    result = manage_py_check(
+        tmp_path, 'GENERATIONS = {**GENERATIONS, "STORAGE_ALIAS": "vidoes"}  # noqa: F405\n'
+    )
+
+    assert result.returncode == 1
+    assert "(generations.E001) GENERATIONS['STORAGE_ALIAS'] is 'vidoes'" in result.stderr
+    assert "HINT: Add STORAGES['vidoes']" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_checks_generations_e004_when_a_key_is_unknown_at_startup(tmp_path):
+    result = manage_py_check(
+        tmp_path, 'GENERATIONS = {**GENERATIONS, "STORAGE_ALIASES": "videos"}  # noqa: F405\n'
+    )
+
+    assert result.returncode == 1
+    assert "(generations.E004) settings.GENERATIONS is invalid: unknown key(s)" in result.stderr
+    assert "HINT: Known keys: STORAGE_ALIAS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "schema_class", [None, "rest_framework.schemas.openapi.AutoSchema"], ids=["unset", "drf"]
+)
+def test_checks_rotate_w002_when_drf_spectacular_lacks_its_schema_class(schema_class):
+    rest_framework = {} if schema_class is None else {"DEFAULT_SCHEMA_CLASS": schema_class}
+    with override_settings(REST_FRAMEWORK=rest_framework):
+        messages = messages_with("rotate.W002")
+
+    assert len(messages) == 1
+    assert "Incompatible AutoSchema" in messages[0].msg
+    assert "drf_spectacular.openapi.AutoSchema" in messages[0].hint
+    assert messages[0].level == checks.WARNING
+
+
+def test_checks_rotate_w002_is_quiet_without_drf_spectacular():
+    installed = [app for app in settings.INSTALLED_APPS if not app.startswith("drf_spectacular")]
+    with override_settings(INSTALLED_APPS=installed, REST_FRAMEWORK={}):
+        assert messages_with("rotate.W002") == []

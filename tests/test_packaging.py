@@ -221,7 +221,7 @@ def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
 def wheel(tmp_path_factory) -> Path:
     """The wheel, built from a copy of the sources (so the work tree gets no build/ or egg-info)."""
     source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "CHANGELOG.md"):
         shutil.copy2(ROOT / name, source / name)
     for package in PACKAGES:
         shutil.copytree(
@@ -258,7 +258,10 @@ def test_packaging_wheel_declares_its_dependencies(wheel):
 
     assert "Requires-Dist: Django>=5.2" in metadata
     assert "Requires-Dist: djangorestframework" in metadata
-    assert "Requires-Dist: django-storages" in metadata
+    # S3 is an extra: a site on local files or another storage needs no boto3
+    assert 'Requires-Dist: django-storages[s3]>=1.14; extra == "s3"' in metadata
+    assert "Requires-Dist: django-storages>=" not in metadata
+    assert "License-Expression: MIT" in metadata
     assert "Classifier: Framework :: Django :: 5.2" in metadata
 
 
@@ -288,7 +291,7 @@ def test_packaging_wheel_plugs_into_a_host_site(wheel, tmp_path):
     video = os.urandom(64 * 1024) + b"host-site-video"
     (tmp_path / "clip.mp4").write_bytes(video)
 
-    # When: the operator's steps of the README, in the host project
+    # When: the operator's steps of docs/install.md, in the host project
     run(python, "manage.py", "makemigrations", "accounts", cwd=host, env=env)
     run(python, "manage.py", "migrate", "--noinput", cwd=host, env=env)
     check = run(python, "manage.py", "check", "--fail-level", "WARNING", cwd=host, env=env)

@@ -1,4 +1,5 @@
-"""`/healthz` (liveness) and `/readyz` (database, cache, video storage) of the reference project."""
+"""`/healthz` (liveness) and `/readyz` (database, cache, video storage): generations.health,
+routed by the reference project as a host site routes it."""
 
 from typing import Any
 

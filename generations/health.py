@@ -1,4 +1,5 @@
-"""Liveness (`/healthz`) and readiness (`/readyz`) endpoints for load balancers and orchestrators.
+"""Liveness (`/healthz`) and readiness (`/readyz`) endpoints for load balancers and
+orchestrators; a host site routes them with `path("", include("generations.health"))`.
 
 Liveness touches nothing outside the process. Readiness checks every dependency a request
 needs; a failure is named in the body but its details (hosts, paths) go to the log only.
@@ -12,6 +13,7 @@ from django.core.cache import caches
 from django.core.files.storage import storages
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, JsonResponse
+from django.urls import path
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -78,3 +80,9 @@ def readyz(request: HttpRequest) -> JsonResponse:
         {"status": "ok" if ready else "unavailable", "components": components},
         status=200 if ready else 503,
     )
+
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+]
