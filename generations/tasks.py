@@ -8,6 +8,7 @@ from generations.dispatch import render_enqueue, render_enqueue_each
 from generations.expiry import generation_expire_due
 from generations.lifecycle import generations_watch
 from generations.render import generation_render
+from generations.webhooks import webhook_delivery_run, webhooks_sweep
 
 
 @shared_task(name="generations.expire_generations", ignore_result=True)
@@ -47,3 +48,15 @@ def watch_renders() -> dict[str, int]:
     result = generations_watch()
     render_enqueue(result.requeued)
     return {"requeued": len(result.requeued), "failed": result.failed, "refunded": result.refunded}
+
+
+@shared_task(name="generations.deliver_webhook", ignore_result=True)
+def deliver_webhook(delivery_id: int) -> str:
+    """One attempt of a webhook delivery, in a task of its own (bounded by WEBHOOK_TIMEOUT)."""
+    return webhook_delivery_run(delivery_id=delivery_id).status
+
+
+@shared_task(name="generations.sweep_webhooks", ignore_result=True)
+def sweep_webhooks() -> int:
+    """Queue every webhook delivery that is due; scheduled by beat (see CELERY_BEAT_SCHEDULE)."""
+    return webhooks_sweep()
