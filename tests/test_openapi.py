@@ -82,6 +82,7 @@ def test_openapi_paths_are_canonical_without_trailing_slash(schema):
         "/api/v1/generations/{generation_id}",
         "/api/v1/generations/{generation_id}/cancel",
         "/api/v1/generations/{generation_id}/status",
+        "/api/v1/webhooks/default/secret",
     ]
 
 
@@ -98,6 +99,7 @@ def test_openapi_paths_are_canonical_without_trailing_slash(schema):
         ("generations", "get", {200, 400, 401, 406, 429}),
         ("generations", "post", {200, 400, 401, 402, 406, 409, 413, 422, 429}),
         ("generations/download/links", "post", {200, 400, 401, 406, 413, 429}),
+        ("webhooks/default/secret", "get", {200, 401, 406, 429}),
     ],
 )
 def test_openapi_documents_every_status_code(schema, path, method, codes):
