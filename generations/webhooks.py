@@ -125,13 +125,15 @@ def webhook_delivery_enqueue(delivery_id: int, *, countdown: float | None = None
     from generations.tasks import deliver_webhook  # Celery is needed only to queue
 
     timeout = generations_settings.WEBHOOK_TIMEOUT.total_seconds()
+    queue = generations_settings.WEBHOOK_QUEUE
+    routing = {"queue": queue} if queue else {}
     try:
         deliver_webhook.apply_async(
             (delivery_id,),
             countdown=countdown,
-            queue=generations_settings.WEBHOOK_QUEUE,
             soft_time_limit=timeout + 5,
             time_limit=timeout + 15,
+            **routing,
         )
     except Exception:
         logger.exception("webhook delivery %s not queued; the sweep will", delivery_id)
