@@ -13,12 +13,13 @@ import http.server
 import json
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 import urllib3.util.connection
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -658,3 +659,29 @@ def test_webhook_delivery_after_a_rotation_verifies_with_either_secret(
 
     ((headers, body),) = receiver.requests
     assert verified(old, headers, body) == verified(new, headers, body)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_workers_racing_for_one_attempt_send_it_once(receiver, user):
+    receiver.statuses = [500, 204]
+    generation = GenerationFactory(owner=user, webhook_url=receiver.url())
+    generation_cancel(generation=generation)  # committed: its first attempt ran (500)
+    delivery = WebhookDelivery.objects.get(generation=generation)
+    due = delivery.next_attempt_at
+    start = threading.Barrier(4)
+
+    def worker() -> bool:
+        try:
+            start.wait()
+            return webhook_delivery_attempt(delivery_id=delivery.pk, now=due).attempted
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        attempted = list(pool.map(lambda _: worker(), range(4)))
+
+    delivery.refresh_from_db()
+    assert attempted.count(True) == 1
+    assert delivery.status == WebhookDelivery.Status.DELIVERED
+    assert len(receiver.requests) == 2
+    assert receiver.ids == [delivery.webhook_id] * 2
