@@ -324,7 +324,7 @@ def test_openapi_schemathesis_finds_no_failure(tmp_path, monkeypatch):
         process.wait(timeout=60)  # graceful_timeout (30 s): E6 fetches may still run
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:]
-    assert "12 selected / 12 total" in output
+    assert "13 selected / 13 total" in output
     assert "No issues found" in output, output[-5000:]
     assert server.raw_key not in output
 
