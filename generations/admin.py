@@ -1,4 +1,5 @@
-"""Admin for support staff, who inspect far more than they edit.
+"""Admin for support staff, who inspect far more than they edit: generations, and the
+webhook deliveries and signing secrets that go with them.
 
 Lists show ownership, status, expiry and size; detail pages are read-only; the actions
 go through the same services and streaming code as the API. Downloading any customer's videos
@@ -25,11 +26,13 @@ from django.utils.timesince import timeuntil
 from generations.creation import generation_recreate
 from generations.expiry import generation_expire
 from generations.lifecycle import generation_cancel
-from generations.models import Generation
+from generations.models import Generation, WebhookAttempt, WebhookDelivery, WebhookSecret
 from generations.plans import archive_plan_build
 from generations.responses import database_connection_release, download_response
 from generations.selectors import generation_list_for_download
 from generations.storage import video_storage
+from generations.webhook_secrets import webhook_secret_rotate
+from generations.webhooks import webhook_delivery_resend
 from rotate.exceptions import InsufficientCredits
 from rotate.selectors import credit_entries_for_generation
 
@@ -109,6 +112,8 @@ class GenerationAdmin(admin.ModelAdmin):
         "credits",
         "refunded",
         "credit_entries",
+        "webhook_url",
+        "webhook_deliveries",
         "render_attempts",
         "render_started_at",
         "cancel_requested_at",
@@ -327,3 +332,137 @@ class GenerationAdmin(admin.ModelAdmin):
         )
         database_connection_release()
         return response
+
+    @admin.display(description="webhook deliveries")
+    def webhook_deliveries(self, obj: Generation) -> str:
+        """Each delivery of its end, with its status and attempts, linked to its page."""
+        deliveries = list(obj.webhook_deliveries.all())
+        if not deliveries:
+            return "—"
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}">{}</a>: {} after {} attempt(s)',
+            (
+                (
+                    reverse("admin:generations_webhookdelivery_change", args=[delivery.pk]),
+                    delivery.event_type,
+                    delivery.status,
+                    delivery.attempt_count,
+                )
+                for delivery in deliveries
+            ),
+        )
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    fields = readonly_fields = ("number", "started_at", "status_code", "duration", "error")
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Read-only: what was sent where, and how each attempt went; staff may send one again."""
+
+    list_display = [
+        "id",
+        "generation_id",
+        "owner",
+        "event_type",
+        "status",
+        "attempt_count",
+        "next_attempt_at",
+        "created_at",
+    ]
+    list_filter = ["status", "event_type", ("owner", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["=generation__id", "=webhook_id", "owner__username", "owner__email"]
+    list_select_related = ["owner"]
+    date_hierarchy = "created_at"
+    actions = ["resend"]
+    inlines = [WebhookAttemptInline]
+    fields = readonly_fields = (
+        "generation",
+        "owner",
+        "event_type",
+        "webhook_id",
+        "url",
+        "payload_text",
+        "status",
+        "attempt_count",
+        "next_attempt_at",
+        "created_at",
+        "completed_at",
+    )
+
+    @admin.display(description="payload")
+    def payload_text(self, obj: WebhookDelivery) -> str:
+        return bytes(obj.payload).decode("utf-8", errors="replace")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.resend_webhookdelivery")
+
+    @admin.action(description="Send again (same body and webhook-id)", permissions=["resend"])
+    def resend(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        resent = sum(webhook_delivery_resend(delivery=delivery) for delivery in queryset)
+        self.message_user(
+            request,
+            f"Queued {resent} delivery(ies) again; pending ones are left.",
+            messages.SUCCESS,
+        )
+
+
+@admin.register(WebhookSecret)
+class WebhookSecretAdmin(admin.ModelAdmin):
+    """Which secrets sign whose deliveries, and until when; never the key itself (its owner
+    reads it from E10). Rotating is the one action."""
+
+    list_display = ["owner", "created_at", "signs_until"]
+    search_fields = ["owner__username", "owner__email"]
+    list_select_related = ["owner"]
+    fields = readonly_fields = ("owner", "created_at", "signs_until")
+    actions = ["rotate"]
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        if "key" in lookup.split("__"):  # no filtering a secret out character by character
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_rotate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.change_webhooksecret")
+
+    @admin.action(
+        description="Rotate: a new secret for each owner (the old one signs during the overlap)",
+        permissions=["rotate"],
+    )
+    def rotate(self, request: HttpRequest, queryset: QuerySet[WebhookSecret]) -> None:
+        owners = {secret.owner_id: secret.owner for secret in queryset.select_related("owner")}
+        for owner in owners.values():
+            webhook_secret_rotate(owner=owner)
+        self.message_user(
+            request, f"Rotated the secret of {len(owners)} owner(s).", messages.SUCCESS
+        )

@@ -1,4 +1,5 @@
-"""The app's configuration: what runs once at start-up (signals, system checks, OpenAPI)."""
+"""The app's configuration: what runs once at start-up (signals, system checks, Celery
+tasks, OpenAPI)."""
 
 from importlib.util import find_spec
 
@@ -19,3 +20,7 @@ class GenerationsConfig(AppConfig):
         # registers its extensions; the views never import it.
         if find_spec("drf_spectacular") is not None:
             from generations import schema  # noqa: F401
+        # Celery is optional too: with it, the tasks join every process's registry here, so
+        # `dispatch` can send them by name (whatever the host's autodiscovery does).
+        if find_spec("celery") is not None:
+            from generations import tasks  # noqa: F401

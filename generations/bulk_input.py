@@ -102,3 +102,19 @@ def generation_requests_from_body(data: Any) -> list[GenerationRequest]:
     items = [_item(value, index, problems) for index, value in enumerate(values)]
     problems.raise_if_any()
     return [item for item in items if item is not None]
+
+
+def webhook_url_from_body(data: Any) -> str | None:
+    """E6's optional top-level `webhookUrl` (contract §12), as sent; 400 (4001) when it is
+    not a string. Its address is checked by `generations.webhooks.webhook_url_check`."""
+    if not isinstance(data, Mapping):
+        return None
+    value = data.get("webhookUrl")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationFailed(
+            "webhookUrl must be a string",
+            errors=[{"path": "webhookUrl", "message": "must be a string"}],
+        )
+    return value

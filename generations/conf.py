@@ -13,6 +13,12 @@ def _host_names_problem(hosts: Sequence[object]) -> str | None:
     return None if all(isinstance(host, str) for host in hosts) else "must hold host names"
 
 
+def _delays_problem(delays: Sequence[object]) -> str | None:
+    if all(isinstance(delay, timedelta) and delay > _ZERO for delay in delays):
+        return None
+    return "must hold positive timedeltas"
+
+
 DEFAULTS = {
     # Storage and downloads
     "STORAGE_ALIAS": Setting("default", doc="The `STORAGES` alias that holds the videos."),
@@ -139,6 +145,45 @@ DEFAULTS = {
         doc="Pixels decoded at once per process, over all requests (a decoded 40 MP image "
         "holds ~160 MB): the fetches run INTAKE_CONCURRENCY at a time, the decodes within this.",
     ),
+    # Webhooks (generations.webhooks, contract §12)
+    "WEBHOOK_TIMEOUT": Setting(
+        timedelta(seconds=15),
+        above=_ZERO,
+        doc="The longest one delivery attempt may take, name lookup to response head; past "
+        "it the attempt fails and is retried.",
+    ),
+    "WEBHOOK_RETRY_SCHEDULE": Setting(
+        (
+            timedelta(seconds=5),
+            timedelta(minutes=5),
+            timedelta(minutes=30),
+            timedelta(hours=2),
+            timedelta(hours=5),
+            timedelta(hours=10),
+            timedelta(hours=24),
+        ),
+        kind=(list, tuple),
+        validate=_delays_problem,
+        doc="The pauses before each retry of a failed delivery; once spent, it is given up.",
+    ),
+    "WEBHOOK_QUEUE_AHEAD": Setting(
+        timedelta(minutes=1),
+        minimum=_ZERO,
+        doc="A retry due within this is queued with a countdown; a later one is queued by "
+        "the webhook sweep when due (the database holds the schedule, not the broker).",
+    ),
+    "WEBHOOK_QUEUE": Setting(
+        None,
+        kind=(str, type(None)),
+        doc="The Celery queue of webhook deliveries (None: the default queue). A queue of "
+        "their own, served by its own worker, keeps a slow receiver from holding a worker "
+        "that renders.",
+    ),
+    "WEBHOOK_SECRET_OVERLAP": Setting(
+        timedelta(hours=24),
+        minimum=_ZERO,
+        doc="After a rotation, the replaced secret keeps signing (a second signature) this long.",
+    ),
     # The renderer (generations.rendering)
     "RENDERER": Setting(
         "generations.renderers.turntable.TurntableRenderer",
@@ -173,3 +218,9 @@ DEFAULTS = {
 }
 
 generations_settings = AppSettings("GENERATIONS", DEFAULTS)
+
+# Celery's soft and hard time limits of a render task, past RENDER_TIME_LIMIT (which the
+# render checks itself between frames). The watchdog gives a render back only once the hard
+# limit has passed, when a pool that enforces it has ended the old attempt.
+SOFT_LIMIT_MARGIN = timedelta(seconds=15)
+HARD_LIMIT_MARGIN = timedelta(seconds=45)

@@ -143,7 +143,12 @@ def _stored_names(outcomes: Sequence[_AcceptedItem | FailedItem]) -> list[str]:
 
 
 def _create_and_charge(
-    *, owner: Owner, api_key: ApiKey | None, items: Sequence[_AcceptedItem], note: str = ""
+    *,
+    owner: Owner,
+    api_key: ApiKey | None,
+    items: Sequence[_AcceptedItem],
+    webhook_url: str = "",
+    note: str = "",
 ) -> tuple[list[Generation], int, int]:
     """Inside the caller's transaction: one row per item (one bulk insert), one charge for
     all of them, their renders queued for after the commit. Returns the rows, the credits
@@ -157,6 +162,7 @@ def _create_and_charge(
                 api_key=api_key,
                 external_id=item.request.external_id,
                 description=item.request.description,
+                webhook_url=webhook_url,
                 image=item.image,
                 end_image=item.end_image,
                 credits=price,
@@ -181,10 +187,12 @@ def generations_bulk_create(
     owner: Owner,
     api_key: ApiKey | None,
     requests: Sequence[GenerationRequest],
+    webhook_url: str = "",
     before_commit: Callable[[BulkCreation], None] | None = None,
 ) -> BulkCreation:
     """Create a generation for every item whose images were accepted, and charge for all of
     them at once; raises `InsufficientCredits` (nothing created) if the balance falls short.
+    Each one's end is reported to `webhook_url` (checked by the caller), if given.
 
     `before_commit` runs inside the transaction that creates and charges, so what it writes
     (an idempotency record's response) commits with them or not at all.
@@ -195,7 +203,7 @@ def generations_bulk_create(
     try:
         with transaction.atomic():
             generations, charged, balance = _create_and_charge(
-                owner=owner, api_key=api_key, items=accepted
+                owner=owner, api_key=api_key, items=accepted, webhook_url=webhook_url
             )
             creation = BulkCreation(generations, failed, charged, balance)
             if before_commit is not None:
@@ -210,7 +218,8 @@ def generation_recreate(*, source: Generation) -> Generation:
     """A new generation from `source`'s stored images, for its owner, charged as any other
     (InsufficientCredits if the balance falls short) and queued after the commit. Support
     staff retry a failed generation this way: the failed one keeps its refund, the ledger
-    stays one charge and at most one refund per generation."""
+    stays one charge and at most one refund per generation. The new one reports its end to
+    the source's webhook URL, as its owner asked for the source."""
     copies: list[str] = []
     try:
         for field in (source.image, source.end_image):
@@ -234,6 +243,7 @@ def generation_recreate(*, source: Generation) -> Generation:
                 owner=source.owner,
                 api_key=source.api_key,
                 items=[_AcceptedItem(request, *copies)],
+                webhook_url=source.webhook_url,
                 note=f"retry of generation {source.pk}",
             )
     except BaseException:

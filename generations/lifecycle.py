@@ -5,32 +5,31 @@ expiry clock always leave exactly one outcome.
 A generation ends with exactly one of a video (`succeeded`) or a refund: success requires
 `refunded = false` and a refund requires that no video was ever recorded (`video_size` is
 null), each checked in the statement that changes it.
+
+Each end (succeeded, failed, canceled) records its webhook delivery in the transaction of the
+change, with the refund that goes with it (`generations.webhooks`); the delivery is sent
+after the commit, by a task of its own.
 """
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import IO
 
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from generations.conf import generations_settings
+from generations.conf import HARD_LIMIT_MARGIN, generations_settings
 from generations.models import Generation
 from generations.services import video_store
 from generations.storage import video_storage
+from generations.webhooks import webhook_event_record
 from rotate.services import credit_refund
 
 logger = logging.getLogger(__name__)
 
 Status = Generation.Status
-
-# Celery's soft and hard time limits of a render task, past RENDER_TIME_LIMIT (which the
-# render checks itself between frames). The watchdog gives a render back only once the hard
-# limit has passed, when a pool that enforces it has ended the old attempt.
-SOFT_LIMIT_MARGIN = timedelta(seconds=15)
-HARD_LIMIT_MARGIN = timedelta(seconds=45)
 
 
 def _live(now: datetime) -> Q:
@@ -92,22 +91,25 @@ def generation_succeed(
     completed; False."""
     stored = video_store(generation=generation, file=file)
     now = now or timezone.now()
-    won = Generation.objects.filter(
-        _live(now),
-        _attempt(generation.render_attempts),
-        pk=generation.pk,
-        status=Status.ROTATING,
-        cancel_requested_at__isnull=True,
-        refunded=False,
-    ).update(
-        status=Status.SUCCEEDED,
-        video=stored.name,
-        video_size=stored.size,
-        video_crc32=stored.crc32,
-        progress=None,
-        completed_at=now,
-        updated_at=now,
-    )
+    with transaction.atomic():
+        won = Generation.objects.filter(
+            _live(now),
+            _attempt(generation.render_attempts),
+            pk=generation.pk,
+            status=Status.ROTATING,
+            cancel_requested_at__isnull=True,
+            refunded=False,
+        ).update(
+            status=Status.SUCCEEDED,
+            video=stored.name,
+            video_size=stored.size,
+            video_crc32=stored.crc32,
+            progress=None,
+            completed_at=now,
+            updated_at=now,
+        )
+        if won:
+            webhook_event_record(generation_id=generation.pk, now=now)
     if not won:
         video_storage.delete(stored.name)
         logger.info("render of generation %s finished too late: its file is deleted", generation.pk)
@@ -127,17 +129,20 @@ def generation_fail(
     """`starting`/`rotating` (of `attempt`, if given) → `failed` with the renderer's error,
     then the refund."""
     now = now or timezone.now()
-    failed = Generation.objects.filter(
-        _attempt(attempt), pk=generation_id, status__in=Generation.IN_PROGRESS
-    ).update(
-        status=Status.FAILED,
-        error_code=code[:64],
-        error_message=message,
-        progress=None,
-        completed_at=now,
-        updated_at=now,
-    )
-    generation_refund(generation_id=generation_id, now=now)
+    with transaction.atomic():
+        failed = Generation.objects.filter(
+            _attempt(attempt), pk=generation_id, status__in=Generation.IN_PROGRESS
+        ).update(
+            status=Status.FAILED,
+            error_code=code[:64],
+            error_message=message,
+            progress=None,
+            completed_at=now,
+            updated_at=now,
+        )
+        generation_refund(generation_id=generation_id, now=now)
+        if failed:
+            webhook_event_record(generation_id=generation_id, now=now)
     return bool(failed)
 
 
@@ -158,11 +163,14 @@ def generation_cancel(*, generation: Generation, now: datetime | None = None) ->
     """E9: `starting` → `canceled` (refunded) at once; `rotating` → asked to stop, and
     `canceled` when its renderer does; anything else unchanged. Returns the row as it is."""
     now = now or timezone.now()
-    if Generation.objects.filter(_live(now), pk=generation.pk, status=Status.STARTING).update(
-        status=Status.CANCELED, progress=None, completed_at=now, updated_at=now
-    ):
-        generation_refund(generation_id=generation.pk, now=now)
-    else:
+    with transaction.atomic():
+        canceled = Generation.objects.filter(
+            _live(now), pk=generation.pk, status=Status.STARTING
+        ).update(status=Status.CANCELED, progress=None, completed_at=now, updated_at=now)
+        if canceled:
+            generation_refund(generation_id=generation.pk, now=now)
+            webhook_event_record(generation_id=generation.pk, now=now)
+    if not canceled:
         Generation.objects.filter(
             _live(now), pk=generation.pk, status=Status.ROTATING, cancel_requested_at__isnull=True
         ).update(cancel_requested_at=now, updated_at=now)
@@ -174,10 +182,13 @@ def generation_cancel_complete(*, generation_id: int, now: datetime | None = Non
     """A `rotating` generation whose cancel was requested → `canceled`, refunded. Also
     refunds one that expired while rendering."""
     now = now or timezone.now()
-    canceled = Generation.objects.filter(
-        pk=generation_id, status=Status.ROTATING, cancel_requested_at__isnull=False
-    ).update(status=Status.CANCELED, progress=None, completed_at=now, updated_at=now)
-    generation_refund(generation_id=generation_id, now=now)
+    with transaction.atomic():
+        canceled = Generation.objects.filter(
+            pk=generation_id, status=Status.ROTATING, cancel_requested_at__isnull=False
+        ).update(status=Status.CANCELED, progress=None, completed_at=now, updated_at=now)
+        generation_refund(generation_id=generation_id, now=now)
+        if canceled:
+            webhook_event_record(generation_id=generation_id, now=now)
     return bool(canceled)
 
 

@@ -1,5 +1,7 @@
-"""The Generation model: one product-rotation video, its status and its retention."""
+"""The Generation model (one product-rotation video, its status and its retention) and the
+webhooks that report its end: the owners' signing secrets, deliveries and their attempts."""
 
+import base64
 import secrets
 from datetime import datetime
 
@@ -71,6 +73,8 @@ class Generation(models.Model):
         help_text="The key that created this generation, if recorded.",
     )
     external_id = models.CharField(max_length=255, blank=True, default="")
+    # Where its end (succeeded, failed, canceled) is reported (contract §12); "" for nowhere.
+    webhook_url = models.CharField(max_length=2048, blank=True, default="")
     description = models.TextField(max_length=1000, blank=True, default="")
     # The accepted input images (re-encoded PNG, contract §9): the front, and the optional
     # last frame or back. Deleted with the video by the expiry sweep.
@@ -144,3 +148,115 @@ class Generation(models.Model):
     def status_at(self, now: datetime) -> str:
         """The status a client sees: past `expires_at` it is `expired`, sweep or not."""
         return self.Status.EXPIRED if now >= self.expires_at else self.status
+
+
+def webhook_secret_generate() -> str:
+    """A new signing secret in Standard Webhooks form: `whsec_` + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+class WebhookSecret(models.Model):
+    """An owner's webhook signing secret (E10). Kept in clear: signing needs the secret itself
+    (an HMAC key cannot be checked against a digest), so it is guarded like the database.
+    The current one has no `signs_until`; a replaced one still signs until then."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secrets"
+    )
+    key = models.CharField(max_length=64, editable=False, default=webhook_secret_generate)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    signs_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["owner_id", "-created_at", "-id"]
+        constraints = [
+            # One current secret per owner, whatever two first uses race.
+            models.UniqueConstraint(
+                fields=["owner"],
+                condition=Q(signs_until__isnull=True),
+                name="webhook_secret_one_current",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "current" if self.signs_until is None else f"signs until {self.signs_until}"
+        return f"Webhook secret of {self.owner} ({state})"
+
+
+class WebhookDeliveryQuerySet(models.QuerySet["WebhookDelivery"]):
+    def due(self, *, now: datetime) -> "WebhookDeliveryQuerySet":
+        """Pending, and their next attempt (or a lost attempt's lease) is due."""
+        return self.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
+
+
+class WebhookDelivery(models.Model):
+    """One event for one URL: its body is fixed here, so every attempt sends the same bytes
+    under the same `webhook-id`."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"  # the receiver answered 410 Gone: not tried again
+        GAVE_UP = "gave_up"  # every attempt of the retry schedule failed
+
+    class Event(models.TextChoices):
+        SUCCEEDED = "generation.succeeded"
+        FAILED = "generation.failed"
+        CANCELED = "generation.canceled"
+
+    generation = models.ForeignKey(
+        Generation, on_delete=models.CASCADE, related_name="webhook_deliveries"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_deliveries"
+    )
+    event_type = models.CharField(max_length=32, choices=Event.choices)
+    webhook_id = models.CharField(max_length=64, unique=True, editable=False)
+    url = models.CharField(max_length=2048)
+    payload = models.BinaryField(editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # Attempts claimed so far; also the claim's token (the one that records its outcome).
+    attempt_count = models.PositiveSmallIntegerField(default=0)
+    # When the next attempt is due (or when a claimed attempt's lease ends); null once done.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WebhookDeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        ordering = ["-created_at", "-id"]
+        permissions = [("resend_webhookdelivery", "Can send webhook deliveries again")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["generation", "event_type"], name="webhook_delivery_one_per_event"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} of generation {self.generation_id} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    """One POST of a delivery: its status code, how long it took, what went wrong. The
+    response body is never kept."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration = models.DurationField()
+    error = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["delivery_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "number"], name="webhook_attempt_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number}: {self.status_code or self.error}"

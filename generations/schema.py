@@ -142,6 +142,16 @@ IMAGE_URL = {
 }
 
 
+WEBHOOK_URL_DESCRIPTION = (
+    "Optional, for every item of the request: where each generation's end "
+    "(`generation.succeeded`, `generation.failed`, `generation.canceled`) is POSTed, signed "
+    "per Standard Webhooks with the secret of `GET webhooks/default/secret`. `https` (or "
+    "`http` for a host the site allows), at most 2,048 characters; the host must resolve "
+    "only to public addresses, checked here (400, code 4001, `meta.errors[].path` "
+    "`webhookUrl`) and again at every delivery."
+)
+
+
 def bulk_create_request_schema() -> dict[str, Any]:
     """The body of E6 (contract §9)."""
     limit = generations_settings.MAX_BULK_GENERATIONS
@@ -164,7 +174,14 @@ def bulk_create_request_schema() -> dict[str, Any]:
         "type": "object",
         "required": ["generations"],
         "properties": {
-            "generations": {"type": "array", "minItems": 1, "maxItems": limit, "items": item}
+            "generations": {"type": "array", "minItems": 1, "maxItems": limit, "items": item},
+            "webhookUrl": {
+                "type": "string",
+                "format": "uri",
+                "maxLength": 2048,
+                "nullable": True,
+                "description": WEBHOOK_URL_DESCRIPTION,
+            },
         },
     }
 
@@ -696,6 +713,37 @@ def _cancel_operations() -> dict[str, dict[str, Any]]:
     }
 
 
+class WebhookSecretSerializer(serializers.Serializer):
+    key = serializers.CharField(
+        help_text="`whsec_` + base64 of 32 bytes: the HMAC-SHA256 key of `webhook-signature`."
+    )
+
+
+def _webhook_secret_operations() -> dict[str, dict[str, Any]]:
+    return {
+        "get": operation(
+            operation_id="getWebhookSecret",
+            summary="E10: your webhook signing secret",
+            description=(
+                "The secret that signs your webhooks (`webhook-signature: v1,<base64 "
+                "HMAC-SHA256 of {webhook-id}.{webhook-timestamp}.{body}>`), created on first "
+                "use. After a rotation by support staff this returns the new one; for 24 hours "
+                "deliveries carry a signature from each (space-separated)."
+            ),
+            tags=["webhooks"],
+            parameters=[WWW_AUTHENTICATE, RETRY_AFTER],
+            responses={(200, _JSON): WebhookSecretSerializer, **_errors(401, 406, 429)},
+            examples=[
+                OpenApiExample(
+                    "secret",
+                    value={"key": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+                    response_only=True,
+                )
+            ],
+        )
+    }
+
+
 def _link_operations() -> dict[str, dict[str, Any]]:
     return {
         "post": operation(
@@ -762,6 +810,13 @@ class GenerationCancelViewSchema(OpenApiViewExtension):
 
     def view_replacement(self) -> type[APIView]:
         return documented_view(self.target, **_cancel_operations())
+
+
+class WebhookSecretViewSchema(OpenApiViewExtension):
+    target_class = "generations.views.WebhookSecretView"
+
+    def view_replacement(self) -> type[APIView]:
+        return documented_view(self.target, **_webhook_secret_operations())
 
 
 def add_head_operations(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

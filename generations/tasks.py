@@ -1,17 +1,20 @@
-"""Celery tasks, thin shells over services, and the queueing of renders."""
+"""Celery tasks: thin shells over services (queued by `generations.dispatch`, by name)."""
 
-import logging
-from collections.abc import Iterable
 from dataclasses import asdict
 
 from celery import Task, shared_task
 
-from generations.conf import generations_settings
+from generations.dispatch import (
+    DELIVER_TASK,
+    FAN_OUT_TASK,
+    RENDER_TASK,
+    render_enqueue,
+    render_enqueue_each,
+)
 from generations.expiry import generation_expire_due
-from generations.lifecycle import HARD_LIMIT_MARGIN, SOFT_LIMIT_MARGIN, generations_watch
+from generations.lifecycle import generations_watch
 from generations.render import generation_render
-
-logger = logging.getLogger(__name__)
+from generations.webhooks import webhook_delivery_run, webhooks_sweep
 
 
 @shared_task(name="generations.expire_generations", ignore_result=True)
@@ -21,7 +24,7 @@ def expire_generations() -> dict[str, int]:
 
 
 @shared_task(
-    name="generations.render_generation",
+    name=RENDER_TASK,
     bind=True,
     ignore_result=True,
     # Acknowledged once done: a worker killed mid-render leaves the message to another
@@ -38,7 +41,7 @@ def render_generation(self: Task, generation_id: int) -> str:
     return outcome.status
 
 
-@shared_task(name="generations.fan_out_renders", ignore_result=True)
+@shared_task(name=FAN_OUT_TASK, ignore_result=True)
 def fan_out_renders(generation_ids: list[int]) -> int:
     """Queue one render per generation of a bulk create (the request published only this)."""
     render_enqueue_each(generation_ids)
@@ -53,30 +56,13 @@ def watch_renders() -> dict[str, int]:
     return {"requeued": len(result.requeued), "failed": result.failed, "refunded": result.refunded}
 
 
-def render_enqueue(generation_ids: Iterable[int]) -> None:
-    """Queue the renders: one message for a single generation; for more, one message that
-    a worker fans out (`render_enqueue_each`), so a request creating 600 generations spends
-    one publish, not 600, whatever the broker."""
-    ids = list(generation_ids)
-    if len(ids) == 1:
-        render_enqueue_each(ids)
-    elif ids:
-        try:
-            fan_out_renders.delay(ids)
-        except Exception:
-            logger.exception("renders of %d generations not queued; the watchdog will", len(ids))
+@shared_task(name=DELIVER_TASK, ignore_result=True)
+def deliver_webhook(delivery_id: int) -> str:
+    """One attempt of a webhook delivery, in a task of its own (bounded by WEBHOOK_TIMEOUT)."""
+    return webhook_delivery_run(delivery_id=delivery_id).status
 
 
-def render_enqueue_each(generation_ids: Iterable[int]) -> None:
-    """One render task per generation, with the render time limits as Celery's soft and
-    hard limits (a pool that enforces them stops a runaway renderer)."""
-    limit = generations_settings.RENDER_TIME_LIMIT
-    soft = (limit + SOFT_LIMIT_MARGIN).total_seconds()
-    hard = (limit + HARD_LIMIT_MARGIN).total_seconds()
-    for generation_id in generation_ids:
-        try:
-            render_generation.apply_async((generation_id,), soft_time_limit=soft, time_limit=hard)
-        except Exception:
-            logger.exception(
-                "render of generation %s not queued; the watchdog will queue it", generation_id
-            )
+@shared_task(name="generations.sweep_webhooks", ignore_result=True)
+def sweep_webhooks() -> int:
+    """Queue every webhook delivery that is due; scheduled by beat (see CELERY_BEAT_SCHEDULE)."""
+    return webhooks_sweep()

@@ -36,4 +36,9 @@ urlpatterns = [
         views.GenerationCancelView.as_view(),
         name="cancel",
     ),
+    re_path(
+        rf"^webhooks/default/secret{_SLASH}$",
+        views.WebhookSecretView.as_view(),
+        name="webhook-secret",
+    ),
 ]

@@ -11,7 +11,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from generations.bulk_input import generation_requests_from_body
+from generations.bulk_input import generation_requests_from_body, webhook_url_from_body
 from generations.creation import generations_bulk_create
 from generations.lifecycle import generation_cancel
 from generations.links import TOKEN_PARAM, SignedLinkAuthentication, download_link_create
@@ -25,6 +25,8 @@ from generations.serializers import (
     download_ids_from_query,
     generation_status_data,
 )
+from generations.webhook_secrets import webhook_secret_current
+from generations.webhooks import webhook_url_check
 from rotate.authentication import BearerKeyAuthentication
 from rotate.exceptions import ApiError, ResourceNotFound
 from rotate.idempotency import idempotency_key_from_headers, idempotent
@@ -172,7 +174,10 @@ class GenerationListView(ApiView):
 
     def post(self, request: Request) -> HttpResponseBase:
         requests = generation_requests_from_body(request.data)
+        webhook_url = webhook_url_from_body(request.data)
         key = idempotency_key_from_headers(request.headers)
+        if webhook_url is not None:
+            webhook_url_check(webhook_url)
         self.check_acceptable()
         with idempotent(owner=request_owner(request), key=key, data=request.data) as claim:
             if claim.replay is not None:
@@ -181,6 +186,7 @@ class GenerationListView(ApiView):
                 owner=request_owner(request),
                 api_key=request_api_key(request),
                 requests=requests,
+                webhook_url=webhook_url or "",
                 before_commit=lambda creation: claim.store(
                     JsonBytesResponse(bulk_creation_data(creation, now=timezone.now())),
                     keep=bool(creation.generations),
@@ -200,3 +206,10 @@ class GenerationListView(ApiView):
                 "generations": [generation_status_data(row, now=now) for row in page.rows],
             }
         )
+
+
+class WebhookSecretView(ApiView):
+    """E10 `GET webhooks/default/secret`: the caller's signing secret, created on first use."""
+
+    def get(self, request: Request) -> Response:
+        return Response({"key": webhook_secret_current(owner=request_owner(request)).key})

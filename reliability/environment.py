@@ -234,6 +234,7 @@ class Campaign:
         command = [
             *(PYTHON, "-m", "celery", "--app", "config", "worker", "--beat"),
             *("--pool", "solo", "--concurrency", "1", "--loglevel", "INFO"),
+            *("--queues", "celery,webhooks"),
         ]
         env = self.env("rotate-reliability-celery")
         service = Service("celery", command, env=env, log=self.log("celery"))

@@ -45,6 +45,9 @@ ROWS = [
     ("connections", "connections", "check_idle_and_slow_connections"),
     ("auth_throttle", "auth_throttle", "check_failed_auth_throttle"),
     ("download_cap", "download_cap", "check_download_cap"),
+    ("webhook_down", "webhooks", "check_receiver_down"),
+    ("webhook_flapping", "webhooks", "check_receiver_flapping"),
+    ("webhook_burst", "webhooks", "check_delivery_burst"),
     ("key_secrecy", "secrecy", "check_key_secrecy"),
 ]
 

@@ -283,6 +283,12 @@ def test_checks_generations_e002_is_quiet_when_a_duration_is_invalid():
         ({"PURGE_RETRY_BACKOFF": timedelta(seconds=-1)}, "it must be at least 0:00:00"),
         ({"STORAGE_ALIAS": None}, "STORAGE_ALIAS is None; it must be a str"),
         ({"RENDERER_OPTIONS": []}, "RENDERER_OPTIONS is []; it must be a dict"),
+        ({"WEBHOOK_TIMEOUT": timedelta(0)}, "WEBHOOK_TIMEOUT is datetime.timedelta(0)"),
+        ({"WEBHOOK_RETRY_SCHEDULE": [5]}, "it must hold positive timedeltas"),
+        ({"WEBHOOK_RETRY_SCHEDULE": [timedelta(0)]}, "it must hold positive timedeltas"),
+        ({"WEBHOOK_RETRY_SCHEDULE": "5s"}, "it must be a list or tuple"),
+        ({"WEBHOOK_QUEUE": 1}, "WEBHOOK_QUEUE is 1; it must be a str or None"),
+        ({"WEBHOOK_SECRET_OVERLAP": timedelta(-1)}, "it must be at least 0:00:00"),
         ("videos", "it must be a dict"),
     ],
 )

@@ -210,6 +210,9 @@ GENERATIONS = {
     # The renderer (dotted path) and its options (a JSON object), e.g. a hosted model's client.
     "RENDERER": os.environ.get("RENDERER", "generations.renderers.turntable.TurntableRenderer"),
     "RENDERER_OPTIONS": json.loads(os.environ.get("RENDERER_OPTIONS", "{}")),
+    # Webhook deliveries go to a queue of their own (the Procfile's `webhooks` worker), so a
+    # receiver that never answers holds a delivery thread, never the render worker.
+    "WEBHOOK_QUEUE": os.environ.get("WEBHOOK_QUEUE", "webhooks"),
 }
 
 # ------------------------------------------------------------------------------
@@ -308,6 +311,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": EXPIRY_SWEEP_INTERVAL,
         # A tick not consumed before the next one is dropped: the next one does the same work.
         "options": {"expires": max(1.0, EXPIRY_SWEEP_INTERVAL - 5)},
+    },
+    # Queues the webhook deliveries that are due (retries, and whatever the broker lost).
+    "generations-sweep-webhooks": {
+        "task": "generations.sweep_webhooks",
+        "schedule": 15.0,
+        "options": {"expires": 14.0},
     },
     # Refunds what expired unrendered, queues again what nobody claimed or a dead worker held.
     "generations-watch-renders": {

@@ -28,6 +28,9 @@ class Budget:
     sweep_rows: int
     outage_seconds: float
     zip64_readers: tuple[str, ...]
+    webhook_down: int
+    webhook_flapping: int
+    webhook_burst: int
 
 
 MB = 1 << 20
@@ -51,6 +54,9 @@ FULL = Budget(
     sweep_rows=20_000,
     outage_seconds=60.0,
     zip64_readers=ALL_READERS,
+    webhook_down=200,
+    webhook_flapping=300,
+    webhook_burst=1000,
 )
 CI = Budget(
     name="ci",
@@ -70,6 +76,9 @@ CI = Budget(
     sweep_rows=1000,
     outage_seconds=5.0,
     zip64_readers=("bsdtar-pipe",),
+    webhook_down=20,
+    webhook_flapping=40,
+    webhook_burst=200,
 )
 
 

@@ -24,6 +24,7 @@ DOCKER = ROOT / "docker"
 SERVICES = {
     "web",
     "worker",
+    "webhooks",
     "beat",
     "migrate",
     "nginx",
@@ -184,7 +185,7 @@ def test_deploy_compose_file_is_valid_with_a_real_env_file(tmp_path):
     assert f"SECRET_KEY: {secret_key}" in result.stdout
 
 
-@pytest.mark.parametrize("service", ["web", "worker", "beat", "migrate"])
+@pytest.mark.parametrize("service", ["web", "worker", "webhooks", "beat", "migrate"])
 def test_deploy_compose_app_services_get_the_whole_app_environment(tmp_path, service):
     # A service's own `environment` would replace the anchor's (YAML merges are shallow):
     # web once ran on an empty SQLite file that way while the rest used PostgreSQL.

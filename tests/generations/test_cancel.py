@@ -9,9 +9,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from generations.conf import generations_settings
+from generations.conf import HARD_LIMIT_MARGIN, generations_settings
 from generations.lifecycle import (
-    HARD_LIMIT_MARGIN,
     generation_cancel,
     generation_cancel_complete,
     generation_claim,

@@ -20,14 +20,12 @@ def test_render_enqueue_on_commit_without_celery_logs_and_leaves_rows_starting(
     # Given: Celery is not importable, as in an environment without the extra
     with monkeypatch.context() as without_celery:
         without_celery.setitem(sys.modules, "celery", None)
-        without_celery.setitem(sys.modules, "generations.tasks", None)
 
         # When
-        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with django_capture_on_commit_callbacks(execute=True):
             render_enqueue_on_commit(ids)
 
     # Then
-    assert callbacks == []
     assert "Celery is not installed" in caplog.text
     assert ", ".join(map(str, ids)) in caplog.text
     assert "Traceback" not in caplog.text

@@ -16,9 +16,8 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from generations.conf import generations_settings
+from generations.conf import HARD_LIMIT_MARGIN, generations_settings
 from generations.lifecycle import (
-    HARD_LIMIT_MARGIN,
     generation_cancel,
     generation_cancel_complete,
     generation_claim,

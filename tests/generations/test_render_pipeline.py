@@ -18,9 +18,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from generations.bulk_input import GenerationRequest
-from generations.conf import generations_settings
+from generations.conf import HARD_LIMIT_MARGIN, generations_settings
 from generations.creation import generations_bulk_create
-from generations.lifecycle import HARD_LIMIT_MARGIN, generation_claim, generations_watch
+from generations.lifecycle import generation_claim, generations_watch
 from generations.models import Generation, image_upload_to
 from generations.render import RenderOutcome, generation_render
 from generations.rendering import Renderer, RenderJob

@@ -48,8 +48,9 @@ print(len(credit_reconcile()))
 WATCH = """
 from django.utils import timezone
 from generations.conf import generations_settings
-from generations.tasks import render_enqueue
-from generations.lifecycle import HARD_LIMIT_MARGIN, generations_watch
+from generations.dispatch import render_enqueue
+from generations.conf import HARD_LIMIT_MARGIN
+from generations.lifecycle import generations_watch
 later = timezone.now() + generations_settings.RENDER_TIME_LIMIT + HARD_LIMIT_MARGIN
 result = generations_watch(now=later)
 render_enqueue(result.requeued)
