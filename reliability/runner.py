@@ -45,6 +45,8 @@ ROWS = [
     ("connections", "connections", "check_idle_and_slow_connections"),
     ("auth_throttle", "auth_throttle", "check_failed_auth_throttle"),
     ("download_cap", "download_cap", "check_download_cap"),
+    ("credit_contention", "credits", "check_credit_contention"),
+    ("idempotent_retries", "credits", "check_idempotent_retries"),
     ("key_secrecy", "secrecy", "check_key_secrecy"),
 ]
 
