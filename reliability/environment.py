@@ -234,15 +234,26 @@ class Campaign:
         self.services[name] = service.start()
         return service
 
-    def celery_start(self) -> Service:
-        """A Celery worker with embedded beat on the private Redis, sweeping every second."""
+    def celery_start(
+        self, name: str = "celery", *, beat: bool = True, threads: int = 0, **extra_env: str
+    ) -> Service:
+        """A Celery worker on the private Redis: with embedded beat (sweeping every second)
+        and the solo pool by default, or `threads` render threads in one process (so that
+        one SIGKILL takes down every render it holds)."""
+        pool = (
+            ("--pool", "threads", "--concurrency", str(threads))
+            if threads
+            else ("--pool", "solo", "--concurrency", "1")
+        )
         command = [
-            *(PYTHON, "-m", "celery", "--app", "config", "worker", "--beat"),
-            *("--pool", "solo", "--concurrency", "1", "--loglevel", "INFO"),
+            *(PYTHON, "-m", "celery", "--app", "config", "worker", "--hostname", f"{name}@%h"),
+            *(("--beat",) if beat else ()),
+            *pool,
+            *("--loglevel", "INFO"),
         ]
-        env = self.env("rotate-reliability-celery")
-        service = Service("celery", command, env=env, log=self.log("celery"))
-        self.services["celery"] = service.start()
+        env = self.env(f"rotate-reliability-{name}", **extra_env)
+        service = Service(name, command, env=env, log=self.log(name))
+        self.services[name] = service.start()
         return service
 
     def manage(self, *args: str, application_name: str = "rotate-reliability-manage") -> str:

@@ -47,6 +47,8 @@ ROWS = [
     ("download_cap", "download_cap", "check_download_cap"),
     ("credit_contention", "credits", "check_credit_contention"),
     ("idempotent_retries", "credits", "check_idempotent_retries"),
+    ("workers_killed", "renders", "check_workers_killed"),
+    ("cancel_expiry_races", "renders", "check_cancel_expiry_races"),
     ("key_secrecy", "secrecy", "check_key_secrecy"),
 ]
 

@@ -30,6 +30,10 @@ GENERATIONS = {
     "DOWNLOAD_DEADLINE": _seconds("RELIABILITY_DOWNLOAD_DEADLINE", 20),
     "PURGE_GRACE": _seconds("RELIABILITY_PURGE_GRACE", 30),
     "PURGE_RETRY_BACKOFF": _seconds("RELIABILITY_PURGE_RETRY_BACKOFF", 1),
+    # The render rows kill workers mid-render: a short limit lets the watchdog reclaim them
+    # in seconds rather than minutes (reliability/checks/renders.py).
+    "RENDER_TIME_LIMIT": _seconds("RELIABILITY_RENDER_TIME_LIMIT", 600),
+    "RENDER_RETRY_BACKOFF": _seconds("RELIABILITY_RENDER_RETRY_BACKOFF", 10),
     # The load rows hold more than 8 downloads of one key; the cap has its own row, whose
     # gunicorn sets the default (reliability/checks/download_cap.py).
     "MAX_CONCURRENT_DOWNLOADS": int(

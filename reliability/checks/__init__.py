@@ -28,6 +28,10 @@ class Budget:
     sweep_rows: int
     outage_seconds: float
     zip64_readers: tuple[str, ...]
+    render_generations: int
+    worker_kills: int
+    race_generations: int
+    render_settle_seconds: float
 
 
 MB = 1 << 20
@@ -51,6 +55,10 @@ FULL = Budget(
     sweep_rows=20_000,
     outage_seconds=60.0,
     zip64_readers=ALL_READERS,
+    render_generations=200,
+    worker_kills=10,
+    race_generations=100,
+    render_settle_seconds=180.0,
 )
 CI = Budget(
     name="ci",
@@ -70,6 +78,10 @@ CI = Budget(
     sweep_rows=1000,
     outage_seconds=5.0,
     zip64_readers=("bsdtar-pipe",),
+    render_generations=40,
+    worker_kills=4,
+    race_generations=30,
+    render_settle_seconds=90.0,
 )
 
 

@@ -6,47 +6,18 @@ Both rows post small data-URL images, so intake costs no network; the renders th
 wait in the campaign's Redis (no worker runs here), which is all these rows need.
 """
 
-import base64
-import io
-import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from PIL import Image
-
 from reliability import client
 from reliability.checks import Context, Row, Violations
-from reliability.seed import owner_create
+from reliability.seed import bulk_create_body, owner_create
 
 ITEMS = 2  # generations per request
 COST = 5  # GENERATIONS["CREDITS_PER_GENERATION"] by default
 RETRY_PAUSE = 0.2  # a client's pause after 409 (the server says Retry-After: 1)
 MAX_CONFLICTS = 300  # a key still running after a minute is a failure, not a hang
-
-
-def _photo_data_url(shade: int) -> str:
-    image = Image.new("RGB", (64, 64), (shade, 200, 255 - shade))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _body(tag: str) -> bytes:
-    photo = _photo_data_url(len(tag) * 7 % 256)
-    items = [{"imageUrl": photo, "externalId": f"{tag}-{n}"} for n in range(ITEMS)]
-    return json.dumps({"generations": items}).encode()
-
-
-def _post(port: int, raw_key: str, body: bytes, idempotency_key: str = "") -> client.Reply:
-    headers = {**client.bearer(raw_key), "Content-Type": "application/json"}
-    if idempotency_key:
-        headers["Idempotency-Key"] = idempotency_key
-    return client.request(port, "POST", f"{client.API}/generations", headers=headers, body=body)
-
-
-def _error_code(reply: client.Reply) -> int | None:
-    return reply.json()["error"]["code"] if reply.is_envelope else None  # type: ignore[index]
 
 
 def _ledger(owner: object) -> tuple[int, int, int]:
@@ -91,7 +62,15 @@ def check_credit_contention(context: Context) -> Row:
 
     # when 50 requests of 5 owners arrive at once
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        replies = list(pool.map(lambda job: (job[0], _post(port, job[1], _body(job[2]))), jobs))
+        replies = list(
+            pool.map(
+                lambda job: (
+                    job[0],
+                    client.generations_post(port, job[1], bulk_create_body(job[2], ITEMS)),
+                ),
+                jobs,
+            )
+        )
 
     # then each is charged and created whole, or refused with 402 and nothing spent
     outcomes: Counter[str] = Counter()
@@ -104,7 +83,7 @@ def check_credit_contention(context: Context) -> Row:
             accepted[owner.pk] += 1
             if created != ITEMS or charged != ITEMS * COST:
                 violations.add(f"200 with {created} created, {charged} charged")
-        elif reply.status == 402 and _error_code(reply) == 4003:
+        elif reply.status == 402 and client.error_code(reply) == 4003:
             outcomes["402"] += 1
         else:
             outcomes[str(reply.status)] += 1
@@ -152,8 +131,8 @@ def _until_answered(port: int, raw_key: str, body: bytes, key: str) -> tuple[cli
     and the number of 409s seen on the way."""
     conflicts = 0
     while True:
-        reply = _post(port, raw_key, body, key)
-        if reply.status != 409 or _error_code(reply) != 4012 or conflicts == MAX_CONFLICTS:
+        reply = client.generations_post(port, raw_key, body, key)
+        if reply.status != 409 or client.error_code(reply) != 4012 or conflicts == MAX_CONFLICTS:
             return reply, conflicts
         conflicts += 1
         time.sleep(RETRY_PAUSE)
@@ -167,7 +146,11 @@ def check_idempotent_retries(context: Context) -> Row:
     owner, raw_key = owner_create("credits-idempotency")
     credit_grant(owner=owner, amount=keys * ITEMS * COST * 10, note="reliability")
     start_balance, start_charges, _ = _ledger(owner)
-    jobs = [(f"retry-key-{k}", _body(f"idem{k}")) for k in range(keys) for _ in range(retries)]
+    jobs = [
+        (f"retry-key-{k}", bulk_create_body(f"idem{k}", ITEMS))
+        for k in range(keys)
+        for _ in range(retries)
+    ]
 
     # when every key is sent 20 times at once
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
