@@ -49,6 +49,7 @@ ROWS = [
     ("idempotent_retries", "credits", "check_idempotent_retries"),
     ("workers_killed", "renders", "check_workers_killed"),
     ("cancel_expiry_races", "renders", "check_cancel_expiry_races"),
+    ("postgres_restart", "postgres_restart", "check_postgres_restart"),
     ("key_secrecy", "secrecy", "check_key_secrecy"),
 ]
 
