@@ -50,6 +50,7 @@ ROWS = [
     ("workers_killed", "renders", "check_workers_killed"),
     ("cancel_expiry_races", "renders", "check_cancel_expiry_races"),
     ("postgres_restart", "postgres_restart", "check_postgres_restart"),
+    ("hostile_images", "hostile_images", "check_hostile_images"),
     ("key_secrecy", "secrecy", "check_key_secrecy"),
 ]
 
