@@ -51,6 +51,7 @@ ROWS = [
     ("cancel_expiry_races", "renders", "check_cancel_expiry_races"),
     ("postgres_restart", "postgres_restart", "check_postgres_restart"),
     ("hostile_images", "hostile_images", "check_hostile_images"),
+    ("ssrf", "ssrf", "check_ssrf"),
     ("key_secrecy", "secrecy", "check_key_secrecy"),
 ]
 

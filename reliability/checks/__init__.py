@@ -32,6 +32,7 @@ class Budget:
     worker_kills: int
     race_generations: int
     render_settle_seconds: float
+    ssrf_examples: int
 
 
 MB = 1 << 20
@@ -59,6 +60,7 @@ FULL = Budget(
     worker_kills=10,
     race_generations=100,
     render_settle_seconds=180.0,
+    ssrf_examples=1000,
 )
 CI = Budget(
     name="ci",
@@ -82,6 +84,7 @@ CI = Budget(
     worker_kills=4,
     race_generations=30,
     render_settle_seconds=90.0,
+    ssrf_examples=150,
 )
 
 
