@@ -208,15 +208,13 @@ class Campaign:
         self.services[name] = service.start()
         return service
 
-    def nginx_start(self, upstream_port: int, name: str = "nginx") -> Service:
-        """nginx with the server block of docker/nginx.conf, pointed at `upstream_port`."""
+    def nginx_start(self, *upstream_ports: int, name: str = "nginx") -> Service:
+        """nginx with the server block of docker/nginx.conf, its upstream pointed at
+        `upstream_ports` (several: nginx spreads requests over them)."""
         port = free_port()
         site = (ROOT / "docker" / "nginx.conf").read_text()
-        site = re.sub(
-            r"(upstream\s+\w+\s*\{[^}]*?\bserver\s+)[^;\s]+",
-            rf"\g<1>127.0.0.1:{upstream_port}",
-            site,
-        )
+        servers = " ".join(f"server 127.0.0.1:{upstream};" for upstream in upstream_ports)
+        site = re.sub(r"(upstream\s+\w+\s*\{[^}]*?)\bserver\s+[^;]+;", rf"\g<1>{servers}", site)
         site = re.sub(r"\blisten\s+[^;]+;", f"listen 127.0.0.1:{port};", site)
         # The site's own access log (its format, without query strings) into the campaign's.
         site = site.replace("/var/log/nginx/access.log", str(self.log(name + "-access")))

@@ -52,6 +52,7 @@ ROWS = [
     ("postgres_restart", "postgres_restart", "check_postgres_restart"),
     ("hostile_images", "hostile_images", "check_hostile_images"),
     ("ssrf", "ssrf", "check_ssrf"),
+    ("two_nodes", "two_nodes", "check_two_nodes"),
     ("key_secrecy", "secrecy", "check_key_secrecy"),
 ]
 

@@ -17,11 +17,13 @@ def _seconds(name: str, default: float) -> timedelta:
 
 DEBUG = False  # as in production: no debug pages that could echo a request back
 
-# The videos live behind a storage that fails on command (reliability/faults.py).
-STORAGES["videos"] = {
-    **STORAGES["videos"],
-    "BACKEND": "reliability.faults.FaultInjectingStorage",
-}
+# The videos live behind a storage that fails on command (reliability/faults.py), except
+# on S3 (the two-node row: AWS_STORAGE_BUCKET_NAME set), which is left as configured.
+if not os.environ.get("AWS_STORAGE_BUCKET_NAME"):
+    STORAGES["videos"] = {
+        **STORAGES["videos"],
+        "BACKEND": "reliability.faults.FaultInjectingStorage",
+    }
 
 # Short deadline and grace so that the slow-reader and expiry-race rows fit in minutes;
 # the grace stays longer than the deadline, as the contract requires.

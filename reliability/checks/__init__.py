@@ -33,6 +33,8 @@ class Budget:
     race_generations: int
     render_settle_seconds: float
     ssrf_examples: int
+    two_node_videos: int
+    two_node_video_bytes: int
 
 
 MB = 1 << 20
@@ -61,6 +63,8 @@ FULL = Budget(
     race_generations=100,
     render_settle_seconds=180.0,
     ssrf_examples=1000,
+    two_node_videos=4,
+    two_node_video_bytes=16 * MB,
 )
 CI = Budget(
     name="ci",
@@ -85,6 +89,8 @@ CI = Budget(
     race_generations=30,
     render_settle_seconds=90.0,
     ssrf_examples=150,
+    two_node_videos=2,
+    two_node_video_bytes=16 * MB,
 )
 
 
