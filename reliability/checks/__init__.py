@@ -116,6 +116,13 @@ class Context:
     celery: Service | None = None
     data: dict[str, Any] = field(default_factory=dict)
 
+    def celery_stop(self) -> None:
+        """Stop the campaign's sweeping worker, for a row whose outcome a render or a sweep
+        would change (it starts again when a row needs it: `expiry.celery_running`)."""
+        if self.celery is not None:
+            self.celery.stop()
+            self.celery = None
+
     @property
     def web_port(self) -> int:
         assert self.web.port is not None

@@ -3,7 +3,7 @@ PostgreSQL never spend the same credits twice, never charge a refused request, a
 retried request is charged once and answered byte for byte.
 
 Both rows post small data-URL images, so intake costs no network; the renders they queue
-wait in the campaign's Redis (no worker runs here), which is all these rows need.
+wait in the campaign's Redis (its worker is stopped: a render that failed would refund).
 """
 
 import time
@@ -46,6 +46,7 @@ def _reconciles(context: Context) -> bool:
 def check_credit_contention(context: Context) -> Row:
     from rotate.services import credit_grant
 
+    context.celery_stop()
     owners, per_owner = 5, 10
     affordable = per_owner // 2  # each balance covers exactly half of its owner's requests
     port, violations = context.web_port, Violations()
@@ -141,6 +142,7 @@ def _until_answered(port: int, raw_key: str, body: bytes, key: str) -> tuple[cli
 def check_idempotent_retries(context: Context) -> Row:
     from rotate.services import credit_grant
 
+    context.celery_stop()
     keys, retries = 10, 20
     port, violations = context.web_port, Violations()
     owner, raw_key = owner_create("credits-idempotency")

@@ -62,9 +62,7 @@ def _worker_start(context: Context, n: int) -> Service:
 def _render_workers(context: Context) -> Iterator[list[Service]]:
     """Two render workers; the campaign's sweeping worker is stopped meanwhile, so that only
     these render (the runner sweeps and watches instead)."""
-    if context.celery is not None:
-        context.celery.stop()
-        context.celery = None
+    context.celery_stop()
     workers = [_worker_start(context, n) for n in range(WORKERS)]
     try:
         yield workers
