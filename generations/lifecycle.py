@@ -129,7 +129,7 @@ def generation_fail(
     """`starting`/`rotating` (of `attempt`, if given) → `failed` with the renderer's error,
     then the refund."""
     now = now or timezone.now()
-    with transaction.atomic():
+    with transaction.atomic():  # the status and its refund, or neither
         failed = Generation.objects.filter(
             _attempt(attempt), pk=generation_id, status__in=Generation.IN_PROGRESS
         ).update(
@@ -163,7 +163,7 @@ def generation_cancel(*, generation: Generation, now: datetime | None = None) ->
     """E9: `starting` → `canceled` (refunded) at once; `rotating` → asked to stop, and
     `canceled` when its renderer does; anything else unchanged. Returns the row as it is."""
     now = now or timezone.now()
-    with transaction.atomic():
+    with transaction.atomic():  # the status and its refund, or neither
         canceled = Generation.objects.filter(
             _live(now), pk=generation.pk, status=Status.STARTING
         ).update(status=Status.CANCELED, progress=None, completed_at=now, updated_at=now)
@@ -182,7 +182,7 @@ def generation_cancel_complete(*, generation_id: int, now: datetime | None = Non
     """A `rotating` generation whose cancel was requested → `canceled`, refunded. Also
     refunds one that expired while rendering."""
     now = now or timezone.now()
-    with transaction.atomic():
+    with transaction.atomic():  # the status and its refund, or neither
         canceled = Generation.objects.filter(
             pk=generation_id, status=Status.ROTATING, cancel_requested_at__isnull=False
         ).update(status=Status.CANCELED, progress=None, completed_at=now, updated_at=now)
@@ -228,11 +228,11 @@ class WatchResult:
 
 
 def generations_watch(*, now: datetime | None = None) -> WatchResult:
-    """The watchdog: refund what expired without a video; give a render past its time
+    """The watchdog: refund what is owed (see generations_refund_due); give a render past its time
     limit (its worker died, or its pool enforces no limit) back to the queue, or fail it
     once its attempts are spent; list `starting` rows nobody claimed, for the queue."""
     now = now or timezone.now()
-    refunded = generations_refund_expired(now=now)
+    refunded = generations_refund_due(now=now)
     limit = generations_settings.RENDER_TIME_LIMIT
     failed = 0
     requeue: list[int] = []
@@ -271,8 +271,9 @@ def generations_watch(*, now: datetime | None = None) -> WatchResult:
     return WatchResult(requeued=requeue, failed=failed, refunded=refunded)
 
 
-def generations_refund_expired(*, now: datetime | None = None) -> int:
-    """Refund every generation that reached `expires_at` without a video; returns how many."""
+def generations_refund_due(*, now: datetime | None = None) -> int:
+    """Refund every generation owed its credits: past `expires_at` without a video, or
+    failed or canceled by a process that died before its refund; returns how many."""
     now = now or timezone.now()
     due = Generation.objects.filter(_refundable(now)).values_list("pk", flat=True)
     return sum(generation_refund(generation_id=pk, now=now) for pk in due)

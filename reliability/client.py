@@ -133,3 +133,15 @@ def raw_request(port: int, data: bytes, *, timeout: float = 30.0) -> Reply:
 
 def bearer(raw_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {raw_key}"}
+
+
+def error_code(reply: Reply) -> int | None:
+    return reply.json()["error"]["code"] if reply.is_envelope else None  # type: ignore[index]
+
+
+def generations_post(port: int, raw_key: str, body: bytes, idempotency_key: str = "") -> Reply:
+    """E6: create generations from a JSON body, with an Idempotency-Key when given."""
+    headers = {**bearer(raw_key), "Content-Type": "application/json"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    return request(port, "POST", f"{API}/generations", headers=headers, body=body)

@@ -203,15 +203,13 @@ class Campaign:
         self.services[name] = service.start()
         return service
 
-    def nginx_start(self, upstream_port: int, name: str = "nginx") -> Service:
-        """nginx with the server block of docker/nginx.conf, pointed at `upstream_port`."""
+    def nginx_start(self, *upstream_ports: int, name: str = "nginx") -> Service:
+        """nginx with the server block of docker/nginx.conf, its upstream pointed at
+        `upstream_ports` (several: nginx spreads requests over them)."""
         port = free_port()
         site = (ROOT / "docker" / "nginx.conf").read_text()
-        site = re.sub(
-            r"(upstream\s+\w+\s*\{[^}]*?\bserver\s+)[^;\s]+",
-            rf"\g<1>127.0.0.1:{upstream_port}",
-            site,
-        )
+        servers = " ".join(f"server 127.0.0.1:{upstream};" for upstream in upstream_ports)
+        site = re.sub(r"(upstream\s+\w+\s*\{[^}]*?)\bserver\s+[^;]+;", rf"\g<1>{servers}", site)
         site = re.sub(r"\blisten\s+[^;]+;", f"listen 127.0.0.1:{port};", site)
         # The site's own access log (its format, without query strings) into the campaign's.
         site = site.replace("/var/log/nginx/access.log", str(self.log(name + "-access")))
@@ -229,16 +227,26 @@ class Campaign:
         self.services[name] = service.start()
         return service
 
-    def celery_start(self) -> Service:
-        """A Celery worker with embedded beat on the private Redis, sweeping every second."""
+    def celery_start(
+        self, name: str = "celery", *, beat: bool = True, threads: int = 0, **extra_env: str
+    ) -> Service:
+        """A Celery worker on the private Redis: with embedded beat (sweeping every second)
+        and the solo pool by default, or `threads` render threads in one process (so that
+        one SIGKILL takes down every render it holds)."""
+        pool = (
+            ("--pool", "threads", "--concurrency", str(threads))
+            if threads
+            else ("--pool", "solo", "--concurrency", "1")
+        )
         command = [
-            *(PYTHON, "-m", "celery", "--app", "config", "worker", "--beat"),
-            *("--pool", "solo", "--concurrency", "1", "--loglevel", "INFO"),
-            *("--queues", "celery,webhooks"),
+            *(PYTHON, "-m", "celery", "--app", "config", "worker", "--hostname", f"{name}@%h"),
+            *(("--beat",) if beat else ()),
+            *pool,
+            *("--loglevel", "INFO", "--queues", "celery,webhooks"),
         ]
-        env = self.env("rotate-reliability-celery")
-        service = Service("celery", command, env=env, log=self.log("celery"))
-        self.services["celery"] = service.start()
+        env = self.env(f"rotate-reliability-{name}", **extra_env)
+        service = Service(name, command, env=env, log=self.log(name))
+        self.services[name] = service.start()
         return service
 
     def manage(self, *args: str, application_name: str = "rotate-reliability-manage") -> str:

@@ -48,6 +48,14 @@ ROWS = [
     ("webhook_down", "webhooks", "check_receiver_down"),
     ("webhook_flapping", "webhooks", "check_receiver_flapping"),
     ("webhook_burst", "webhooks", "check_delivery_burst"),
+    ("credit_contention", "credits", "check_credit_contention"),
+    ("idempotent_retries", "credits", "check_idempotent_retries"),
+    ("workers_killed", "renders", "check_workers_killed"),
+    ("cancel_expiry_races", "renders", "check_cancel_expiry_races"),
+    ("postgres_restart", "postgres_restart", "check_postgres_restart"),
+    ("hostile_images", "hostile_images", "check_hostile_images"),
+    ("ssrf", "ssrf", "check_ssrf"),
+    ("two_nodes", "two_nodes", "check_two_nodes"),
     ("key_secrecy", "secrecy", "check_key_secrecy"),
 ]
 

@@ -17,11 +17,13 @@ def _seconds(name: str, default: float) -> timedelta:
 
 DEBUG = False  # as in production: no debug pages that could echo a request back
 
-# The videos live behind a storage that fails on command (reliability/faults.py).
-STORAGES["videos"] = {
-    **STORAGES["videos"],
-    "BACKEND": "reliability.faults.FaultInjectingStorage",
-}
+# The videos live behind a storage that fails on command (reliability/faults.py), except
+# on S3 (the two-node row: AWS_STORAGE_BUCKET_NAME set), which is left as configured.
+if not os.environ.get("AWS_STORAGE_BUCKET_NAME"):
+    STORAGES["videos"] = {
+        **STORAGES["videos"],
+        "BACKEND": "reliability.faults.FaultInjectingStorage",
+    }
 
 # Short deadline and grace so that the slow-reader and expiry-race rows fit in minutes;
 # the grace stays longer than the deadline, as the contract requires.
@@ -30,6 +32,10 @@ GENERATIONS = {
     "DOWNLOAD_DEADLINE": _seconds("RELIABILITY_DOWNLOAD_DEADLINE", 20),
     "PURGE_GRACE": _seconds("RELIABILITY_PURGE_GRACE", 30),
     "PURGE_RETRY_BACKOFF": _seconds("RELIABILITY_PURGE_RETRY_BACKOFF", 1),
+    # The render rows kill workers mid-render: a short limit lets the watchdog reclaim them
+    # in seconds rather than minutes (reliability/checks/renders.py).
+    "RENDER_TIME_LIMIT": _seconds("RELIABILITY_RENDER_TIME_LIMIT", 600),
+    "RENDER_RETRY_BACKOFF": _seconds("RELIABILITY_RENDER_RETRY_BACKOFF", 10),
     # The load rows hold more than 8 downloads of one key; the cap has its own row, whose
     # gunicorn sets the default (reliability/checks/download_cap.py).
     "MAX_CONCURRENT_DOWNLOADS": int(

@@ -31,6 +31,13 @@ class Budget:
     webhook_down: int
     webhook_flapping: int
     webhook_burst: int
+    render_generations: int
+    worker_kills: int
+    race_generations: int
+    render_settle_seconds: float
+    ssrf_examples: int
+    two_node_videos: int
+    two_node_video_bytes: int
 
 
 MB = 1 << 20
@@ -57,6 +64,13 @@ FULL = Budget(
     webhook_down=200,
     webhook_flapping=300,
     webhook_burst=1000,
+    render_generations=200,
+    worker_kills=10,
+    race_generations=100,
+    render_settle_seconds=180.0,
+    ssrf_examples=1000,
+    two_node_videos=4,
+    two_node_video_bytes=16 * MB,
 )
 CI = Budget(
     name="ci",
@@ -79,6 +93,13 @@ CI = Budget(
     webhook_down=20,
     webhook_flapping=40,
     webhook_burst=200,
+    render_generations=40,
+    worker_kills=4,
+    race_generations=30,
+    render_settle_seconds=90.0,
+    ssrf_examples=150,
+    two_node_videos=2,
+    two_node_video_bytes=16 * MB,
 )
 
 
@@ -103,6 +124,13 @@ class Context:
     nginx: Service
     celery: Service | None = None
     data: dict[str, Any] = field(default_factory=dict)
+
+    def celery_stop(self) -> None:
+        """Stop the campaign's sweeping worker, for a row whose outcome a render or a sweep
+        would change (it starts again when a row needs it: `expiry.celery_running`)."""
+        if self.celery is not None:
+            self.celery.stop()
+            self.celery = None
 
     @property
     def web_port(self) -> int:

@@ -2,6 +2,7 @@
 
 import json
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from rest_framework.test import APIClient
 
 from generations.expiry import generation_expire_due
 from generations.models import Generation
-from rotate.idempotency import ABANDONED_AFTER
+from rotate.idempotency import ABANDONED_AFTER, ClaimLock
 from rotate.models import CreditEntry, IdempotencyRecord
 from rotate.selectors import credit_balance, credit_reconcile
 from rotate.services import credit_grant
@@ -78,14 +79,76 @@ def test_same_key_other_body_is_422(api_client, funded):
     assert Generation.objects.count() == 1
 
 
+@contextmanager
+def claim_held_elsewhere(owner, key: str):
+    """Another live request's hold on `key`: its ClaimLock, taken on a connection of its own
+    (PostgreSQL; elsewhere an unanswered claim alone says a request is running)."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            ClaimLock(owner=owner, key=key).acquire()
+            taken.set()
+            done.wait(10)
+        finally:
+            connection.close()  # this thread's connection: its lock goes with it
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    taken.wait(10)
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join()
+
+
 def test_first_request_still_running_is_409_with_retry_after(api_client, funded):
     from rotate.idempotency import request_digest
 
     IdempotencyRecord.objects.create(owner=funded, key="k", request_digest=request_digest(body()))
-    response = post(api_client, body(), HTTP_IDEMPOTENCY_KEY="k")
+    with claim_held_elsewhere(funded, "k"):
+        response = post(api_client, body(), HTTP_IDEMPOTENCY_KEY="k")
     assert_error_envelope(response, status=409, code=4012)
     assert response["Retry-After"] == "1"
     assert not Generation.objects.exists()
+
+
+def test_recent_claim_whose_request_died_is_taken_over_at_once_on_postgresql(api_client, funded):
+    """An unanswered claim nobody holds (its process was killed): PostgreSQL knows from
+    the free advisory lock and takes it over; without such locks it waits ABANDONED_AFTER."""
+    from rotate.idempotency import request_digest
+
+    IdempotencyRecord.objects.create(owner=funded, key="k", request_digest=request_digest(body()))
+    response = post(api_client, body(), HTTP_IDEMPOTENCY_KEY="k")
+    if connection.vendor == "postgresql":
+        assert response.status_code == 200
+        assert Generation.objects.count() == 1
+        assert IdempotencyRecord.objects.get(key="k").completed_at is not None
+    else:
+        assert_error_envelope(response, status=409, code=4012)
+        assert not Generation.objects.exists()
+
+
+@pytest.mark.parametrize("request_body", [body(), body(30)], ids=["answered", "402"])
+def test_a_request_releases_its_claim_lock_when_it_ends(api_client, funded, request_body):
+    """Answered or failed, a request leaves no lock behind: another connection takes it
+    (a lock left held would make a dead request look alive)."""
+    post(api_client, request_body, HTTP_IDEMPOTENCY_KEY="k")
+    taken: list[bool | None] = []
+
+    def take() -> None:
+        lock = ClaimLock(owner=funded, key="k")
+        try:
+            taken.append(lock.acquire())
+            lock.release()
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=take)
+    other.start()
+    other.join()
+    assert taken == [True if connection.vendor == "postgresql" else None]
 
 
 def test_abandoned_claim_is_taken_over(api_client, funded):

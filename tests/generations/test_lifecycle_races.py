@@ -8,6 +8,7 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from generations.lifecycle import (
     generation_progress_record,
     generation_release,
     generation_succeed,
-    generations_refund_expired,
+    generations_refund_due,
     generations_watch,
 )
 from generations.models import Generation
@@ -99,7 +100,7 @@ def apply(world: World, operation: tuple[str, ...] | tuple[str, int]) -> None:
     elif name == "watch":
         generations_watch(now=world.clock)
     elif name == "refund_expired":
-        generations_refund_expired(now=world.clock)
+        generations_refund_due(now=world.clock)
     else:  # pragma: no cover
         raise AssertionError(name)
     world.log.append(f"{operation} -> {world.row().status}")
@@ -159,7 +160,7 @@ def test_a_paid_generation_ends_with_exactly_one_of_a_video_and_a_refund(storage
         + HARD_LIMIT_MARGIN
     )
     generations_watch(now=end)
-    generations_refund_expired(now=end)
+    generations_refund_due(now=end)
     row = assert_consistent(world)
     has_video = row.status == Generation.Status.SUCCEEDED and row.video_size is not None
     refunded = len(refunds_of(row)) == 1
@@ -201,7 +202,7 @@ def test_a_refund_at_expiry_wins_over_a_later_success_and_the_reverse(storage_ro
 
     assert generation_succeed(generation=first, file=io.BytesIO(b"in time"), now=now)
     past = first.expires_at + timedelta(seconds=1)
-    assert generations_refund_expired(now=past) == 1  # only the second
+    assert generations_refund_due(now=past) == 1  # only the second
     assert generation_succeed(generation=second, file=io.BytesIO(b"too late"), now=now) is False
 
     first.refresh_from_db()
@@ -265,3 +266,47 @@ def test_a_stale_workers_late_failure_does_not_end_the_attempt_the_watchdog_gave
     assert row.refunded is False
     assert refunds_of(row) == []
     assert stored_videos(owner) == {Path(row.video.name).name}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("end", ["cancel", "fail"])
+def test_a_status_change_and_its_refund_commit_together(storage_root, monkeypatch, end):
+    """A process dying between the two (here: the refund raising) leaves neither."""
+    owner = UserFactory()
+    credit_grant(owner=owner, amount=GRANT)
+    generation = paid_generation(owner)
+
+    def dies(**kwargs: Any) -> None:
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr("generations.lifecycle.credit_refund", dies)
+    ending = {
+        "cancel": partial(generation_cancel, generation=generation),
+        "fail": partial(generation_fail, generation_id=generation.pk, code="x", message="x"),
+    }[end]
+    with pytest.raises(RuntimeError):
+        ending()
+
+    generation.refresh_from_db()
+    assert (generation.status, generation.refunded) == (Generation.Status.STARTING, False)
+    assert credit_balance(owner=owner) == GRANT - PRICE
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", [Generation.Status.CANCELED, Generation.Status.FAILED])
+def test_watchdog_refunds_an_end_whose_refund_never_ran(storage_root, status):
+    """A row ended by code that died before refunding (or predates the atomic end) gets its
+    credits back from the watchdog, once."""
+    owner = UserFactory()
+    credit_grant(owner=owner, amount=GRANT)
+    generation = paid_generation(owner)
+    Generation.objects.filter(pk=generation.pk).update(status=status)
+
+    assert generations_watch().refunded == 1
+    assert generations_watch().refunded == 0
+
+    generation.refresh_from_db()
+    assert generation.refunded
+    assert len(refunds_of(generation)) == 1
+    assert credit_balance(owner=owner) == GRANT
+    assert credit_reconcile() == []
