@@ -33,6 +33,7 @@ from generations.selectors import generation_list_for_download
 from generations.storage import video_storage
 from generations.webhook_secrets import webhook_secret_rotate
 from generations.webhooks import webhook_delivery_resend
+from rotate.admin import ReadOnlyAdmin
 from rotate.exceptions import InsufficientCredits
 from rotate.selectors import credit_entries_for_generation
 
@@ -368,7 +369,7 @@ class WebhookAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
     """Read-only: what was sent where, and how each attempt went; staff may send one again."""
 
     list_display = [
@@ -405,15 +406,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     def payload_text(self, obj: WebhookDelivery) -> str:
         return bytes(obj.payload).decode("utf-8", errors="replace")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.resend_webhookdelivery")
 
@@ -428,7 +420,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookSecret)
-class WebhookSecretAdmin(admin.ModelAdmin):
+class WebhookSecretAdmin(ReadOnlyAdmin):
     """Which secrets sign whose deliveries, and until when; never the key itself (its owner
     reads it from E10). Rotating is the one action."""
 
@@ -442,15 +434,6 @@ class WebhookSecretAdmin(admin.ModelAdmin):
         if "key" in lookup.split("__"):  # no filtering a secret out character by character
             return False
         return super().lookup_allowed(lookup, value, request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     def has_rotate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.change_webhooksecret")

@@ -137,7 +137,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Shown to staff who may view it; nobody adds, changes or deletes through the admin:
-    balances change only through the credit services, each with its ledger entry."""
+    such rows change only through their services (a balance with its ledger entry, a
+    webhook delivery with its attempts)."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

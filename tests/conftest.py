@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import urllib3.util.connection
 from rest_framework.test import APIClient
 
 from tests.factories import ApiKeyFactory, UserFactory
@@ -33,6 +34,25 @@ def failed_auth_forgotten() -> None:
     from rotate.throttling import failed_auth_forget
 
     failed_auth_forget("127.0.0.1")
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+@pytest.fixture
+def connects(monkeypatch):
+    """Every (host, port) urllib3 tries to connect to; only loopback ones go through."""
+    attempts: list[tuple[str, int]] = []
+    real = urllib3.util.connection.create_connection
+
+    def guarded(address, *args, **kwargs):
+        attempts.append((address[0], address[1]))
+        if address[0] not in LOOPBACK:
+            raise ConnectionRefusedError(f"test guard: no traffic to {address[0]}")
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", guarded)
+    return attempts
 
 
 @pytest.fixture

@@ -144,8 +144,31 @@ def _outcomes(ids: list[int], violations: Violations) -> Counter[str]:
     return outcomes
 
 
-def _orphans() -> list[str]:
-    return orphan_videos_find(now=timezone.now(), grace=timedelta(0))
+def _row(
+    name: str,
+    check: str,
+    scale: str,
+    *,
+    ids: list[int],
+    stuck: int,
+    watched: Counter[str],
+    violations: Violations,
+) -> Row:
+    """The verdict of a render row: each row's outcome, and no file left without its row."""
+    outcomes = _outcomes(ids, violations)
+    orphans = orphan_videos_find(now=timezone.now(), grace=timedelta(0))
+    for orphan in orphans:
+        violations.add(f"orphan file {orphan}")
+    return Row(
+        name=name,
+        check=check,
+        scale=scale,
+        figure=f"outcomes {dict(outcomes)}; {stuck} rows stuck; {len(orphans)} orphan files; "
+        f"{violations.count} rows without exactly one of {{video, refund}}; watchdog: "
+        f"{dict(watched)}",
+        passed=not violations and stuck == 0,
+        details={"violations": violations.samples},
+    )
 
 
 def check_workers_killed(context: Context) -> Row:
@@ -161,20 +184,15 @@ def check_workers_killed(context: Context) -> Row:
             workers[kill % WORKERS] = _worker_start(context, kill % WORKERS)
         # then the watchdog gives back what died with its worker, until every row settles
         stuck, watched = _settle(ids, timeout=budget.render_settle_seconds)
-    outcomes = _outcomes(ids, violations)
-    orphans = _orphans()
-    for name in orphans:
-        violations.add(f"orphan file {name}")
-    return Row(
-        name="workers_killed",
-        check="render workers killed mid-render (Redis, watchdog)",
-        scale=f"{count} generations on {WORKERS} workers × {THREADS} threads, "
+    return _row(
+        "workers_killed",
+        "render workers killed mid-render (Redis, watchdog)",
+        f"{count} generations on {WORKERS} workers × {THREADS} threads, "
         f"{RENDER_SECONDS:g} s renders; SIGKILL a worker every 2 s, {kills} times",
-        figure=f"outcomes {dict(outcomes)}; {stuck} rows stuck; {len(orphans)} orphan files; "
-        f"{violations.count} rows without exactly one of {{video, refund}}; watchdog: "
-        f"{dict(watched)}",
-        passed=not violations and stuck == 0,
-        details={"violations": violations.samples},
+        ids=ids,
+        stuck=stuck,
+        watched=watched,
+        violations=violations,
     )
 
 
@@ -203,19 +221,14 @@ def check_cancel_expiry_races(context: Context) -> Row:
                 expiries += 1
         # then, once the renders ended and the sweep ran, each row has its video or its refund
         stuck, watched = _settle(ids, timeout=budget.render_settle_seconds)
-    outcomes = _outcomes(ids, violations)
-    orphans = _orphans()
-    for name in orphans:
-        violations.add(f"orphan file {name}")
-    return Row(
-        name="cancel_expiry_races",
-        check="cancel and expiry racing renders",
-        scale=f"{count} generations rendering ({RENDER_SECONDS:g} s each); {cancels} cancels "
+    return _row(
+        "cancel_expiry_races",
+        "cancel and expiry racing renders",
+        f"{count} generations rendering ({RENDER_SECONDS:g} s each); {cancels} cancels "
         f"(E9) and {expiries} expiries at random moments from 0 to "
         f"{RACE_WINDOW:g} s after creation",
-        figure=f"outcomes {dict(outcomes)}; {stuck} rows stuck; {len(orphans)} orphan files; "
-        f"{violations.count} rows without exactly one of {{video, refund}}; watchdog: "
-        f"{dict(watched)}",
-        passed=not violations and stuck == 0,
-        details={"violations": violations.samples},
+        ids=ids,
+        stuck=stuck,
+        watched=watched,
+        violations=violations,
     )

@@ -21,31 +21,12 @@ from datetime import timedelta
 
 import certifi
 import pytest
-import urllib3.util.connection
 from PIL import Image
 
 from generations.intake import ImageRejected, image_accept
 from tests.generations.test_intake import jpeg_bytes, opened, png_bytes, webp_bytes
 
-LOOPBACK = frozenset({"127.0.0.1", "::1"})
-
 # -- Fixtures -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def connects(monkeypatch):
-    """Every (host, port) urllib3 tries to connect to; only loopback ones go through."""
-    attempts: list[tuple[str, int]] = []
-    real = urllib3.util.connection.create_connection
-
-    def guarded(address, *args, **kwargs):
-        attempts.append((address[0], address[1]))
-        if address[0] not in LOOPBACK:
-            raise ConnectionRefusedError(f"test guard: no traffic to {address[0]}")
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(urllib3.util.connection, "create_connection", guarded)
-    return attempts
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-import urllib3.util.connection
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
@@ -44,7 +43,6 @@ from tests.factories import GenerationFactory
 from tests.generations.test_bulk_create import image_bytes
 from tests.generations.test_intake_fetch import Listener
 
-LOOPBACK = frozenset({"127.0.0.1", "::1"})
 SCHEDULE = [
     timedelta(seconds=5),
     timedelta(minutes=5),
@@ -102,22 +100,6 @@ class Receiver:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-@pytest.fixture
-def connects(monkeypatch):
-    """Every (host, port) urllib3 tries to connect to; only loopback ones go through."""
-    attempts: list[tuple[str, int]] = []
-    real = urllib3.util.connection.create_connection
-
-    def guarded(address, *args, **kwargs):
-        attempts.append((address[0], address[1]))
-        if address[0] not in LOOPBACK:
-            raise ConnectionRefusedError(f"test guard: no traffic to {address[0]}")
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(urllib3.util.connection, "create_connection", guarded)
-    return attempts
 
 
 @pytest.fixture
