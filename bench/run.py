@@ -426,14 +426,14 @@ def ratio_rows(results: dict) -> list[tuple[str, str, str, float | None]]:
                 f"{full['ratio_gunicorn_to_nginx']:.3f}: "
                 f"gunicorn {spread(full['gunicorn_seconds'])}, "
                 f"nginx {spread(full['nginx_seconds'])}",
-                "≤ 1.10",
+                "≤ 1.05",
                 full["ratio_gunicorn_to_nginx"],
             ),
             ("gunicorn throughput", f"{full['gunicorn_gb_per_s']:.2f} GB/s", "", None),
             (
                 "server CPU per GB",
                 spread(full["server_cpu_seconds_per_gb"]),
-                "≤ 0.35 s",
+                "≤ 0.25 s",
                 None,
             ),
             ("server peak RSS (full download)", f"{full['server_peak_rss_mb']:.0f} MB", "", None),
@@ -485,7 +485,7 @@ def ratio_rows(results: dict) -> list[tuple[str, str, str, float | None]]:
                 "uvicorn (ASGI) ÷ nginx, full download",
                 f"{asgi['ratio_to_nginx']:.3f}: uvicorn {spread(asgi['seconds'])}"
                 f", nginx {spread(asgi['nginx_seconds'])}",
-                "≤ 1.25",
+                "≤ 1.15",
                 asgi["ratio_to_nginx"],
             )
         )
@@ -502,7 +502,7 @@ def ratio_rows(results: dict) -> list[tuple[str, str, str, float | None]]:
             (
                 "gunicorn on S3 ÷ the same objects from moto by curl",
                 f"{s3['ratio_to_s3_alone']:.3f}: curl {spread(s3['s3_alone_seconds'])}",
-                "",
+                "≤ 1.15",
                 s3["ratio_to_s3_alone"],
             ),
         ]
