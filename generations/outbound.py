@@ -341,7 +341,12 @@ def outbound_request(
                     preload_content=False,
                     decode_content=False,  # a gzip body is not inflated: no decompression bomb
                 )
-                return OutboundExchange(conn, sock, conn.getresponse())
+                response = conn.getresponse()
+            # Cut by the watchdog mid-head, http.client takes the end of the stream for the
+            # end of the headers: a status line alone is no answer.
+            if deadline.expired.is_set():
+                raise OutboundRefused("timeout", "timed out")
+            return OutboundExchange(conn, sock, response)
         except BaseException:
             conn.close()
             raise

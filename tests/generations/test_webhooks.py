@@ -460,6 +460,40 @@ def test_webhook_silent_receiver_fails_at_the_timeout_and_never_holds_the_render
     silent.sock.close()
 
 
+def test_webhook_receiver_stalling_after_its_status_line_is_no_answer(
+    webhooks, user, django_capture_on_commit_callbacks
+):
+    """`200 OK` then silence: the head never ended within the timeout, so the attempt failed
+    (the delivery is retried), however promising its first line."""
+    stalling = socket.socket()
+    stalling.bind(("127.0.0.1", 0))
+    stalling.listen(1)
+    done = threading.Event()
+
+    def answer_the_status_line_only() -> None:
+        conn, _ = stalling.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        done.wait(30)
+        conn.close()
+
+    server = threading.Thread(target=answer_the_status_line_only)
+    server.start()
+    generation = GenerationFactory(
+        owner=user, webhook_url=f"http://localhost:{stalling.getsockname()[1]}/hook"
+    )
+    try:
+        delivery = ended(generation, django_capture_on_commit_callbacks)
+    finally:
+        done.set()
+        server.join()
+        stalling.close()
+
+    attempt = delivery.attempts.get()
+    assert (attempt.status_code, attempt.error) == (None, "timeout: timed out")
+    assert delivery.status == WebhookDelivery.Status.PENDING
+
+
 def test_webhook_unreachable_receiver_is_retried(
     webhooks, user, django_capture_on_commit_callbacks
 ):
