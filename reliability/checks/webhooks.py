@@ -244,7 +244,7 @@ def check_receiver_flapping(context: Context) -> Row:
     finally:
         receiver.close()
     outcomes: Counter[str] = Counter()
-    duplicates = 0
+    duplicates = unread = 0
     for delivery in WebhookDelivery.objects.filter(pk__in=ids):
         outcomes[delivery.status] += 1
         acked = receiver.acknowledged[delivery.webhook_id]
@@ -256,7 +256,10 @@ def check_receiver_flapping(context: Context) -> Row:
             violations.add(f"{delivery.pk} given up though acknowledged")
         if delivery.status not in (Status.DELIVERED, Status.GAVE_UP):
             violations.add(f"{delivery.pk} ended {delivery.status}")
-        if received != delivery.attempt_count:
+        # An attempt can time out before the receiver read it (a starved receiver thread):
+        # it is retried like any other. More requests than attempts would be a duplicate.
+        unread += delivery.attempt_count - received
+        if received > delivery.attempt_count:
             violations.add(f"{delivery.pk}: {received} received, {delivery.attempt_count} made")
         if len(receiver.bodies.get(delivery.webhook_id, ())) != 1:
             violations.add(f"{delivery.pk}: the body changed between attempts")
@@ -269,8 +272,9 @@ def check_receiver_flapping(context: Context) -> Row:
         scale=f"{count} deliveries, {WORKERS} racing workers",
         figure=(
             f"{outcomes[Status.DELIVERED]} delivered, {outcomes[Status.GAVE_UP]} given up, "
-            f"{attempts} attempts ({duplicates} retries of unacknowledged ones) over "
-            f"{end - start['at']}; 0 sent after an acknowledgement"
+            f"{attempts} attempts ({duplicates} retries of unacknowledged ones, {unread} timed "
+            f"out before the receiver read them) over {end - start['at']}; 0 sent after an "
+            "acknowledgement"
             if not violations
             else f"{violations.count} violations"
         ),
@@ -293,20 +297,24 @@ def check_delivery_burst(context: Context) -> Row:
     finally:
         receiver.close()
     delivered = WebhookDelivery.objects.filter(pk__in=ids, status=Status.DELIVERED).count()
-    webhook_ids = set(
-        WebhookDelivery.objects.filter(pk__in=ids).values_list("webhook_id", flat=True)
+    made = dict(
+        WebhookDelivery.objects.filter(pk__in=ids).values_list("webhook_id", "attempt_count")
     )
-    lost = len(webhook_ids - set(receiver.received))
-    duplicated = sum(1 for n in receiver.received.values() if n > 1)
-    if delivered != count or lost or duplicated or attempts != count:
+    lost = len(set(made) - set(receiver.received))
+    # More requests than attempts is a duplicate; a second attempt after one that timed out
+    # (a receiver starved of CPU past the 1 s timeout) is the retry the contract allows.
+    duplicated = sum(1 for key, n in receiver.received.items() if n > made.get(key, 0))
+    retried = attempts - count
+    if delivered != count or lost or duplicated:
         violations.add(f"{delivered} delivered, {lost} lost, {duplicated} duplicated")
     return Row(
         name="webhook_burst",
         check="webhook: a burst of deliveries, workers racing for each",
         scale=f"{count} deliveries, {WORKERS} workers each taking every one",
         figure=(
-            f"{delivered}/{count} delivered once in {seconds:.1f} s "
-            f"({count / max(seconds, 1e-9):.0f}/s); {lost} lost, {duplicated} duplicated"
+            f"{delivered}/{count} delivered in {seconds:.1f} s "
+            f"({count / max(seconds, 1e-9):.0f}/s); {lost} lost, {duplicated} duplicated; "
+            f"{retried} retries of attempts that timed out"
         ),
         passed=not violations,
         details={"violations": violations.samples, "rounds": rounds},
