@@ -3,6 +3,7 @@ test's own, and the tool/service guard."""
 
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,6 +54,44 @@ def connects(monkeypatch):
 
     monkeypatch.setattr(urllib3.util.connection, "create_connection", guarded)
     return attempts
+
+
+@pytest.fixture
+def resolver(monkeypatch):
+    """Replaces DNS for names ending in `.test`: `answers[name]` is a list of address lists,
+    one per lookup (the last repeats); `calls` counts lookups per name."""
+    answers: dict[str, list[list[str]]] = {}
+    calls: dict[str, int] = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if not name.endswith(".test"):
+            return real(host, port, *args, **kwargs)
+        calls[name] = calls.get(name, 0) + 1
+        if name not in answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        lookups = answers[name]
+        addresses = lookups[min(calls[name], len(lookups)) - 1]
+        return [
+            (
+                socket.AF_INET6 if ":" in a else socket.AF_INET,
+                socket.SOCK_STREAM,
+                socket.IPPROTO_TCP,
+                "",
+                (a, port, 0, 0) if ":" in a else (a, port),
+            )
+            for a in addresses
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    class Resolver:
+        def __init__(self):
+            self.answers = answers
+            self.calls = calls
+
+    return Resolver()
 
 
 @pytest.fixture

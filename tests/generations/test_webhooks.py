@@ -120,31 +120,6 @@ def receiver(webhooks):
     running.close()
 
 
-@pytest.fixture
-def resolver(monkeypatch):
-    """DNS for names ending in `.test`: `answers[name]` is a list of address lists, one per
-    lookup (the last repeats)."""
-    answers: dict[str, list[list[str]]] = {}
-    calls: dict[str, int] = {}
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        name = host.decode() if isinstance(host, bytes) else host
-        if not name.endswith(".test"):
-            return real(host, port, *args, **kwargs)
-        calls[name] = calls.get(name, 0) + 1
-        if name not in answers:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        addresses = answers[name][min(calls[name], len(answers[name])) - 1]
-        return [
-            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, port))
-            for a in addresses
-        ]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return answers
-
-
 @pytest.fixture(autouse=True)
 def own_storage(storage_root):
     """Renders store their videos where this test alone looks."""
@@ -526,7 +501,7 @@ def test_webhook_delivery_rechecks_the_allow_list(
 def test_webhook_delivery_rechecks_the_address_the_name_resolves_to(
     webhooks, resolver, connects, user, api_client, django_capture_on_commit_callbacks
 ):
-    resolver["hooks.test"] = [["93.184.216.34"], ["127.0.0.1"]]
+    resolver.answers["hooks.test"] = [["93.184.216.34"], ["127.0.0.1"]]
     webhook_url_check("https://hooks.test/hook")  # public at submission
     generation = GenerationFactory(owner=user, webhook_url="https://hooks.test/hook")
 
