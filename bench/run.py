@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from processes import cpu_seconds, peak_rss_mb, process_tree
+from s3_reader import curl_all, presigned_urls
 
 ROOT = Path(__file__).resolve().parents[1]
 # tests/: moto's S3 server and the port helpers, shared with the tests
@@ -208,9 +209,13 @@ def bench_full_download(results: dict) -> None:
             cpu_per_gb.append((cpu_seconds(server.pids()) - before) / (size / 1e9))
             return run["seconds"]
 
+        nginx_cpu_per_gb: list[float] = []
+
         def static() -> float:
+            before = cpu_seconds(process_tree(nginx.pid))
             run = curl(f"http://127.0.0.1:{nginx_port}/archive.zip")
             assert run["bytes"] == size, run
+            nginx_cpu_per_gb.append((cpu_seconds(process_tree(nginx.pid)) - before) / (size / 1e9))
             return run["seconds"]
 
         def tail_range() -> float:
@@ -234,6 +239,7 @@ def bench_full_download(results: dict) -> None:
             "ratio_gunicorn_to_nginx": app_median / statistics.median(times["nginx"]),
             "gunicorn_gb_per_s": size / 1e9 / app_median,
             "server_cpu_seconds_per_gb": summary(cpu_per_gb),
+            "nginx_cpu_seconds_per_gb": summary(nginx_cpu_per_gb),
             "server_peak_rss_mb": peak_rss_mb(server.pids()),
         }
         results["range_last_100mb"] = {
@@ -291,7 +297,7 @@ def extra_servers() -> dict[str, list[str]]:
 def videos_on_s3(seeded_server: Server) -> Iterator[tuple[dict[str, str], list[str]]]:
     """The seeded videos copied to a bucket of moto's S3 server on loopback, under the same
     names; yields the environment that makes the reference project read them from there,
-    and the objects' URLs (moto serves unsigned GETs) for timing the S3 server alone."""
+    and the objects' URLs for timing the S3 server alone."""
     from tests.s3_server import CREDENTIALS, REGION, bucket_create, moto_server, s3_admin_client
 
     location = Path(seeded_server.env["MEDIA_ROOT"]) / "videos"
@@ -308,14 +314,7 @@ def videos_on_s3(seeded_server: Server) -> Iterator[tuple[dict[str, str], list[s
             "AWS_SECRET_ACCESS_KEY": CREDENTIALS["secret_key"],
             "AWS_DEFAULT_REGION": REGION,
         }
-        yield environment, [f"{endpoint_url}/{bucket}/{key}" for key in keys]
-
-
-def curl_all(urls: list[str]) -> float:
-    """Wall time of one curl fetching every URL in turn over one connection, to /dev/null."""
-    started = time.perf_counter()
-    subprocess.run(["curl", "-sSf", *urls], stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - started
+        yield environment, presigned_urls(client, bucket, keys)
 
 
 def bench_other_server(
@@ -334,11 +333,19 @@ def bench_other_server(
     other.env = {**seeded_server.env, **(env or {}), "PORT": str(other.port)}
     other.start()
     url = zip_url.replace(f":{seeded_server.port}/", f":{other.port}/")
+    cpu_per_gb: list[float] = []
+
+    def app() -> float:
+        before = cpu_seconds(other.pids())
+        seconds = curl(url, auth)["seconds"]
+        cpu_per_gb.append((cpu_seconds(other.pids()) - before) / (size / 1e9))
+        return seconds
+
     try:
         curl(url, auth)  # warm up, as the gunicorn server was by the download of the archive
         times = alternate(
             ROUNDS,
-            app=lambda: curl(url, auth)["seconds"],
+            app=app,
             nginx=lambda: curl(f"http://127.0.0.1:{nginx_port}/archive.zip")["seconds"],
             **(anchors or {}),
         )
@@ -352,6 +359,7 @@ def bench_other_server(
                 for name in anchors or {}
             },
             **{f"{name}_seconds": summary(times[name]) for name in anchors or {}},
+            "server_cpu_seconds_per_gb": summary(cpu_per_gb),
             "server_peak_rss_mb": peak_rss_mb(other.pids()),
         }
     finally:
@@ -432,7 +440,8 @@ def ratio_rows(results: dict) -> list[tuple[str, str, str, float | None]]:
             ("gunicorn throughput", f"{full['gunicorn_gb_per_s']:.2f} GB/s", "", None),
             (
                 "server CPU per GB",
-                spread(full["server_cpu_seconds_per_gb"]),
+                f"{spread(full['server_cpu_seconds_per_gb'])}; nginx "
+                f"{spread(full['nginx_cpu_seconds_per_gb'])}",
                 "≤ 0.25 s",
                 None,
             ),
@@ -501,11 +510,25 @@ def ratio_rows(results: dict) -> list[tuple[str, str, str, float | None]]:
             ),
             (
                 "gunicorn on S3 ÷ the same objects from moto by curl",
-                f"{s3['ratio_to_s3_alone']:.3f}: curl {spread(s3['s3_alone_seconds'])}",
+                f"{s3['ratio_to_s3_alone']:.3f}: curl {spread(s3['s3_alone_seconds'])}; "
+                f"server CPU per GB {spread(s3['server_cpu_seconds_per_gb'])}",
                 "≤ 1.15",
                 s3["ratio_to_s3_alone"],
             ),
         ]
+    reader = results.get("s3_reader")
+    if reader and "ratio" in reader:
+        seconds, cpu = reader["median_seconds"], reader["median_cpu_seconds"]
+        rows.append(
+            (
+                "S3 read alone (archive in-process, no HTTP server) ÷ curl, 100 × 20 MB",
+                f"{reader['ratio']:.3f}: reader {seconds['reader']:.3f} s "
+                f"(CPU {cpu['reader']:.2f} s), curl {seconds['curl']:.3f} s "
+                f"(CPU {cpu['curl']:.2f} s)",
+                "",
+                reader["ratio"],
+            )
+        )
     for name, key, target in (("s3_latency", "ratio", "≤ 1.2"),):
         if name in results and key in results[name]:
             ratio = results[name][key]
@@ -603,6 +626,7 @@ def main() -> None:
         bench_full_download(results)
         bench_memory_flatness(results)
         run_script(results, "s3_latency", "s3_latency.py")
+        run_script(results, "s3_reader", "s3_reader.py")
         run_script(results, "asgi_slow_clients", "asgi_slow_clients.py")
         run_script(results, "bulk_create", "bulk_create.py")
         run_script(results, "render_latency", "render_latency.py")

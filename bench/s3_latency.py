@@ -33,20 +33,21 @@ LATENCY = 0.020
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 
 
-def archive_read_seconds(names: list[str], crcs: list[int]) -> float:
-    """Wall time of reading the whole archive of `names` from the "videos" storage."""
+def archive_read_seconds(names: list[str], crcs: list[int], size: int = OBJECT_BYTES) -> float:
+    """Wall time of reading the whole archive of `names` (each `size` bytes) from the
+    "videos" storage."""
     from generations.archive import ArchiveEntry, archive_layout_build
     from generations.storage import video_openers
 
     started = time.perf_counter()
     moment = datetime(2026, 1, 1, tzinfo=UTC)
     entries = [
-        ArchiveEntry(name=name, size=OBJECT_BYTES, crc32=crc, modified_at=moment, opener=opener)
+        ArchiveEntry(name=name, size=size, crc32=crc, modified_at=moment, opener=opener)
         for name, crc, opener in zip(names, crcs, video_openers(names), strict=True)
     ]
     received = sum(len(chunk) for chunk in archive_layout_build(entries))
     elapsed = time.perf_counter() - started
-    assert received > OBJECTS * OBJECT_BYTES
+    assert received > len(names) * size
     return elapsed
 
 

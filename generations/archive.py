@@ -331,11 +331,14 @@ def _central_record(record: _Record) -> bytes:
 def _central_directory(records: Sequence[_Record], offset: int) -> bytes:
     """Central directory at `offset` followed by the end records."""
     directory = b"".join(map(_central_record, records))
-    return directory + _end_records(len(records), offset, len(directory))
+    return directory + central_directory_end(len(records), offset, len(directory))
 
 
-def _end_records(count: int, directory_offset: int, directory_size: int) -> bytes:
-    """End of central directory, preceded by the zip64 record and locator only when needed."""
+def central_directory_end(count: int, directory_offset: int, directory_size: int) -> bytes:
+    """End of central directory, preceded by the zip64 record and locator only when needed.
+
+    Public because its limits (65,535 entries, 4 GiB offsets and sizes) are tested at their
+    exact values, which no archive a test can build reaches."""
     end = _END_RECORD.pack(
         0x06054B50,
         0,  # this disk

@@ -91,10 +91,9 @@ DEFAULTS = {
         32,
         minimum=0,
         doc="At most how many of the next objects are requested while one streams, so "
-        "per-request latency hides behind transfers even for small objects (only their "
-        "headers are held; a download requests as many as twice the latency covers at its "
-        "pace, so large objects or slow clients use few: 20 ms per request behind 256 KiB "
-        "objects read at ~400 objects/s takes 16, see bench/s3_latency.py).",
+        "per-request latency hides behind transfers even for small objects. Only their "
+        "headers are held, and a download asks for as many as twice the latency covers at "
+        "its pace: large objects or slow clients use few.",
     ),
     "S3_MAX_CONNECTIONS": Setting(
         128,

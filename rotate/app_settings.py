@@ -74,7 +74,8 @@ class AppSettings:
         self._setting_name = setting_name
         self._declarations = dict(declarations)
         self._cache: dict[str, Any] = {}
-        setting_changed.connect(self._on_setting_changed, weak=False)
+        # weak: an instance nothing else holds (a test's) leaves the signal with it
+        setting_changed.connect(self._on_setting_changed)
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_") or attr not in self._declarations:

@@ -18,8 +18,8 @@ from generations.archive import (
     ArchiveEntry,
     ArchiveLayout,
     ArchiveReadError,
-    _end_records,
     archive_layout_build,
+    central_directory_end,
 )
 from generations.readers import Opener, Reader, reader_chunks
 from tests import zip_readers
@@ -601,7 +601,7 @@ def test_archive_layout_zip64_end_records_for_many_entries() -> None:
 def test_end_records_overflowing_fields(
     count: int, directory_offset: int, directory_size: int, zip64: bool
 ) -> None:
-    records = _end_records(count, directory_offset, directory_size)
+    records = central_directory_end(count, directory_offset, directory_size)
     size = directory_offset + directory_size + len(records)
 
     def read(offset: int, length: int) -> bytes:

@@ -1,11 +1,13 @@
 """Tests of the per-app settings dicts: declarations, defaults, overrides, validation and
 reload."""
 
+import gc
 import json
-from collections.abc import Iterator
+import weakref
 from datetime import timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -25,11 +27,9 @@ DEFAULTS = {
 
 
 @pytest.fixture
-def demo_settings() -> Iterator[AppSettings]:
+def demo_settings() -> AppSettings:
     """An AppSettings over a setting the project does not define."""
-    app_settings = AppSettings("ROTATE_TEST_DEMO", DEFAULTS)
-    yield app_settings
-    setting_changed.disconnect(app_settings._on_setting_changed)
+    return AppSettings("ROTATE_TEST_DEMO", DEFAULTS)
 
 
 def test_app_settings_defaults_without_the_setting(demo_settings: AppSettings) -> None:
@@ -58,16 +58,30 @@ def test_app_settings_reload_on_setting_changed(demo_settings: AppSettings) -> N
     assert demo_settings.COLOUR == "red"
 
 
-def test_app_settings_ignore_other_settings_changing(demo_settings: AppSettings) -> None:
-    # given: a cached value
+def test_app_settings_ignore_other_settings_changing(
+    demo_settings: AppSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a value read, then the setting replaced without a signal
     assert demo_settings.SIZE == 3
-    demo_settings._cache["SIZE"] = "sentinel"
+    monkeypatch.setattr(django_settings, "ROTATE_TEST_DEMO", {"SIZE": 5}, raising=False)
 
     # when: an unrelated setting changes
     setting_changed.send(sender=None, setting="OTHER", value=1, enter=True)
 
-    # then: the cache is kept
-    assert demo_settings.SIZE == "sentinel"
+    # then: the value read is kept; its own setting's signal reloads it
+    assert demo_settings.SIZE == 3
+    setting_changed.send(sender=None, setting="ROTATE_TEST_DEMO", value=None, enter=True)
+    assert demo_settings.SIZE == 5
+
+
+def test_app_settings_are_not_kept_alive_by_the_signal() -> None:
+    app_settings = AppSettings("ROTATE_TEST_DEMO", DEFAULTS)
+    alive = weakref.ref(app_settings)
+
+    del app_settings
+    gc.collect()
+
+    assert alive() is None
 
 
 def test_app_settings_unknown_key_is_improperly_configured(demo_settings: AppSettings) -> None:
