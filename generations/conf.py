@@ -28,7 +28,10 @@ DEFAULTS = {
         doc="How long a video is served after its generation was created.",
     ),
     "READ_CHUNK_SIZE": Setting(
-        1024 * 1024, minimum=1, doc="Bytes read from storage at a time while streaming."
+        4 * 1024 * 1024,
+        minimum=1,
+        doc="Bytes read from storage at a time while streaming under WSGI; a download "
+        "holds about two such chunks. ASGI servers read hops sized to the client's pace.",
     ),
     "DOWNLOAD_DEADLINE": Setting(
         timedelta(minutes=30),
