@@ -51,6 +51,14 @@ def archive_read_seconds(names: list[str], crcs: list[int], size: int = OBJECT_B
     return elapsed
 
 
+def timings(times: dict[str, list[float]]) -> dict[str, object]:
+    """Each run's median seconds, and its min–max."""
+    return {
+        "median_seconds": {run: statistics.median(values) for run, values in times.items()},
+        "min_max_seconds": {run: [min(values), max(values)] for run, values in times.items()},
+    }
+
+
 def s3_latency(rounds: int = ROUNDS) -> dict[str, object]:
     """Medians (and min–max) of the archive read with and without LATENCY, and their ratio."""
     if not settings.configured:
@@ -86,8 +94,7 @@ def s3_latency(rounds: int = ROUNDS) -> dict[str, object]:
         "object_bytes": OBJECT_BYTES,
         "s3_prefetch": prefetch,
         "rounds": rounds,
-        "median_seconds": medians,
-        "min_max_seconds": {run: [min(values), max(values)] for run, values in times.items()},
+        **timings(times),
         "ratio": medians["latency_20ms"] / medians["no_latency"],
     }
 

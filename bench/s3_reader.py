@@ -22,7 +22,7 @@ from django.conf import settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s3_latency import archive_read_seconds
+from s3_latency import archive_read_seconds, timings
 
 from tests.s3_server import bucket_create, moto_server, s3_admin_client, s3_video_storage
 
@@ -80,15 +80,13 @@ def s3_reader(rounds: int = ROUNDS) -> dict[str, object]:
                 started = _children_cpu()
                 times["curl"].append(curl_all(urls))
                 cpu["curl"].append(_children_cpu() - started)
-    medians = {side: statistics.median(values) for side, values in times.items()}
     return {
         "objects": OBJECTS,
         "object_bytes": OBJECT_BYTES,
         "rounds": rounds,
-        "median_seconds": medians,
-        "min_max_seconds": {side: [min(values), max(values)] for side, values in times.items()},
+        **timings(times),
         "median_cpu_seconds": {side: statistics.median(values) for side, values in cpu.items()},
-        "ratio": medians["reader"] / medians["curl"],
+        "ratio": statistics.median(times["reader"]) / statistics.median(times["curl"]),
     }
 
 

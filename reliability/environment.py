@@ -242,7 +242,8 @@ class Campaign:
             *(PYTHON, "-m", "celery", "--app", "config", "worker", "--hostname", f"{name}@%h"),
             *(("--beat",) if beat else ()),
             *pool,
-            *("--loglevel", "INFO", "--queues", "celery,webhooks"),
+            # not the webhooks queue: the webhook rows play its workers on their own clock
+            *("--loglevel", "INFO", "--queues", "celery"),
         ]
         env = self.env(f"rotate-reliability-{name}", **extra_env)
         service = Service(name, command, env=env, log=self.log(name))

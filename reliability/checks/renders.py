@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from generations.expiry import generation_expire_due
 from generations.models import Generation
-from generations.orphans import orphan_videos_find
+from generations.orphans import orphan_videos_delete, orphan_videos_find
 from generations.storage import video_storage
 from generations.tasks import watch_renders
 from reliability import client
@@ -144,6 +144,16 @@ def _outcomes(ids: list[int], violations: Violations) -> Counter[str]:
     return outcomes
 
 
+def _orphans_of(ids: list[int]) -> list[str]:
+    """Stored files of these generations (named `<owner>/<pk>-…`) that no row holds."""
+    prefixes = tuple(f"{pk}-" for pk in ids)
+    return [
+        name
+        for name in orphan_videos_find(now=timezone.now(), grace=timedelta(0))
+        if name.rsplit("/", 1)[-1].startswith(prefixes)
+    ]
+
+
 def _row(
     name: str,
     check: str,
@@ -154,16 +164,22 @@ def _row(
     watched: Counter[str],
     violations: Violations,
 ) -> Row:
-    """The verdict of a render row: each row's outcome, and no file left without its row."""
+    """The verdict of a render row: each row's outcome, and no file lost track of.
+
+    A render killed between storing its video and committing the row leaves the file behind
+    (the storage has no transaction): `generations_orphans --delete` must find and remove
+    every such file of this row's generations, and nothing else of theirs."""
     outcomes = _outcomes(ids, violations)
-    orphans = orphan_videos_find(now=timezone.now(), grace=timedelta(0))
-    for orphan in orphans:
-        violations.add(f"orphan file {orphan}")
+    orphans = _orphans_of(ids)
+    orphan_videos_delete(orphans)
+    for left in _orphans_of(ids):
+        violations.add(f"orphan file {left} left after generations_orphans --delete")
     return Row(
         name=name,
         check=check,
         scale=scale,
-        figure=f"outcomes {dict(outcomes)}; {stuck} rows stuck; {len(orphans)} orphan files; "
+        figure=f"outcomes {dict(outcomes)}; {stuck} rows stuck; {len(orphans)} files of "
+        "killed renders, all removed by generations_orphans; "
         f"{violations.count} rows without exactly one of {{video, refund}}; watchdog: "
         f"{dict(watched)}",
         passed=not violations and stuck == 0,
