@@ -19,9 +19,9 @@ from rotate.asgi import ApiBodyLimit
 require_settings_module()
 # Django sends streamed bodies in 64 KiB messages and slices (copies) larger parts to that
 # size. Downloads read hops of up to this size, sized to the client's pace
-# (`generations.asgi_stream`): a fast client takes few large messages, a slow one is still
-# read 64 KiB at a time.
-ASGIHandler.chunk_size = 4 * 1024 * 1024
+# (`generations.asgi_stream`): a fast client takes few large messages (each costs a thread
+# handoff and a pass through the event loop), a slow one is still read 64 KiB at a time.
+ASGIHandler.chunk_size = 8 * 1024 * 1024
 # Django reads (and spools to disk) a whole body before any view runs: multipart and
 # oversized API bodies are refused before that, unread (rotate.asgi).
 application = ApiBodyLimit(get_asgi_application())

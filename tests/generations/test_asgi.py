@@ -95,7 +95,7 @@ def test_asgi_body_reads_in_worker_threads_and_waits_for_the_server_after_each_h
 def test_asgi_body_reads_local_files_in_hops_that_grow_for_a_fast_client(
     settings, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(ASGIHandler, "chunk_size", 2 * MiB)  # config/asgi.py sets 4 MiB
+    monkeypatch.setattr(ASGIHandler, "chunk_size", 2 * MiB)  # config/asgi.py sets 8 MiB
     settings.STORAGES = {
         **settings.STORAGES,
         "videos": {
