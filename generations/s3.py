@@ -87,6 +87,7 @@ class _StoredObject:
     bucket: str
     key: str
     parameters: Mapping[str, Any]  # the storage's download parameters (SSE-C key, …)
+    timer: Callable[[], float]  # measures each response's latency
 
     def get(self, start: int, stop: int | None, etag: str | None) -> _Body:
         """One GetObject for [start, stop); with `etag`, only from that version of the object."""
@@ -96,7 +97,7 @@ class _StoredObject:
             request["Range"] = f"bytes={start}-{'' if stop is None else stop - 1}"
         if etag is not None:
             request["IfMatch"] = etag
-        started = time.monotonic()
+        started = self.timer()
         try:
             response = self.client.get_object(**request)
         except ClientError as exc:
@@ -107,7 +108,7 @@ class _StoredObject:
             response["Body"],
             response["ETag"],
             start + response["ContentLength"],
-            latency=time.monotonic() - started,
+            latency=self.timer() - started,
         )
 
 
@@ -198,6 +199,7 @@ class S3VideoReader:
     """
 
     FIRST_DEPTH = 8
+    timer: Callable[[], float] = time.monotonic  # replaced by tests, as DRF's throttles do
 
     def __init__(self, storage: S3Storage, names: Sequence[str]) -> None:
         client = s3_client(storage)
@@ -206,7 +208,9 @@ class S3VideoReader:
         for name in names:
             key = adapter.object_key(name)
             parameters = adapter.download_parameters(key)
-            self._objects.append(_StoredObject(client, adapter.bucket_name, key, parameters))
+            self._objects.append(
+                _StoredObject(client, adapter.bucket_name, key, parameters, self.timer)
+            )
         self._prefetch = generations_settings.S3_PREFETCH
         self._depth = min(self.FIRST_DEPTH, self._prefetch)
         self._latency: float | None = None  # of the last response, seconds
@@ -230,7 +234,7 @@ class S3VideoReader:
 
     def _adapt_depth(self) -> None:
         """Called as each entry opens: enough responses in flight to cover the latency."""
-        now = time.monotonic()
+        now = self.timer()
         if self._latency is not None and self._entry_started is not None:
             pace = max(now - self._entry_started, 1e-6)  # seconds per entry
             needed = math.ceil(2 * self._latency / pace)

@@ -8,11 +8,13 @@ bench/s3_latency.py; here prefetch is checked by the order of requests only.
 import io
 import json
 import os
+import threading
 import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
@@ -373,22 +375,29 @@ def test_s3_prefetch_covers_the_latency_of_small_objects_read_fast(user, bucket,
     assert not gets_of(proxy, generations[20])
 
 
-def test_s3_prefetch_stays_shallow_for_a_slow_reader(user, bucket, proxy, settings):
+def test_s3_prefetch_stays_shallow_for_a_slow_reader(user, bucket, proxy, settings, monkeypatch):
+    # given the reader's clock, moved only by the test; the threads that request ahead see
+    # it stand still, so every response takes no time at all
+    clock = SimpleNamespace(now=0.0)
+    test_thread = threading.current_thread()
+
+    def timer() -> float:
+        return clock.now if threading.current_thread() is test_thread else 0.0
+
+    monkeypatch.setattr(S3VideoReader, "timer", staticmethod(timer))
     settings.GENERATIONS = {**settings.GENERATIONS, "S3_PREFETCH": 16}
     videos = make_videos(user, [1000] * 30)
     generations = [generation for generation, _ in videos]
     openers = video_openers([generation.video.name for generation in generations])
-    proxy.latency = 0.01
     proxy.requests.clear()
     # when each entry takes 0.15 s to read, far longer than a response takes
     for index in range(10):
         assert read_all(openers[index](0, None)) == videos[index][1]
-        time.sleep(0.15)
-    # then a few requests ahead suffice (2, or 4 on a busy machine), not FIRST_DEPTH:
-    # entry 9 asked for entry 11 but not for 14
+        clock.now += 0.15
+    # then two requests ahead suffice, not FIRST_DEPTH: entry 9 asked for entry 11, not 12
     wait_for(lambda: bool(gets_of(proxy, generations[11])))
     time.sleep(0.1)
-    assert not gets_of(proxy, generations[14])
+    assert not gets_of(proxy, generations[12])
 
 
 def test_s3_range_starting_in_entry_k_prefetches_only_after_k(user, bucket, proxy):
