@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from processes import cpu_seconds, peak_rss_mb, process_tree
@@ -126,6 +127,20 @@ def curl(url: str, *headers: str) -> dict[str, float]:
     }
 
 
+def costing(
+    pids: Callable[[], list[int]],
+    size: int,
+    cpu_per_gb: list[float],
+    run: Callable[[], dict[str, float]],
+) -> dict[str, float]:
+    """`run()`, appending to `cpu_per_gb` the CPU seconds per GB of `size` bytes that it cost
+    the processes `pids()` names."""
+    before = cpu_seconds(pids())
+    result = run()
+    cpu_per_gb.append((cpu_seconds(pids()) - before) / (size / 1e9))
+    return result
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -203,19 +218,17 @@ def bench_full_download(results: dict) -> None:
         cpu_per_gb: list[float] = []
 
         def app() -> float:
-            before = cpu_seconds(server.pids())
-            run = curl(zip_url, auth)
+            run = costing(server.pids, size, cpu_per_gb, lambda: curl(zip_url, auth))
             assert (run["bytes"], run["status"]) == (size, 200), run
-            cpu_per_gb.append((cpu_seconds(server.pids()) - before) / (size / 1e9))
             return run["seconds"]
 
         nginx_cpu_per_gb: list[float] = []
 
         def static() -> float:
-            before = cpu_seconds(process_tree(nginx.pid))
-            run = curl(f"http://127.0.0.1:{nginx_port}/archive.zip")
+            url = f"http://127.0.0.1:{nginx_port}/archive.zip"
+            nginx_pids = partial(process_tree, nginx.pid)
+            run = costing(nginx_pids, size, nginx_cpu_per_gb, lambda: curl(url))
             assert run["bytes"] == size, run
-            nginx_cpu_per_gb.append((cpu_seconds(process_tree(nginx.pid)) - before) / (size / 1e9))
             return run["seconds"]
 
         def tail_range() -> float:
@@ -336,10 +349,7 @@ def bench_other_server(
     cpu_per_gb: list[float] = []
 
     def app() -> float:
-        before = cpu_seconds(other.pids())
-        seconds = curl(url, auth)["seconds"]
-        cpu_per_gb.append((cpu_seconds(other.pids()) - before) / (size / 1e9))
-        return seconds
+        return costing(other.pids, size, cpu_per_gb, lambda: curl(url, auth))["seconds"]
 
     try:
         curl(url, auth)  # warm up, as the gunicorn server was by the download of the archive

@@ -6,6 +6,7 @@ import shutil
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import urllib3.util.connection
@@ -85,13 +86,7 @@ def resolver(monkeypatch):
         ]
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-    class Resolver:
-        def __init__(self):
-            self.answers = answers
-            self.calls = calls
-
-    return Resolver()
+    return SimpleNamespace(answers=answers, calls=calls)
 
 
 @pytest.fixture

@@ -199,9 +199,12 @@ ROTATE = {
 GENERATIONS = {
     "STORAGE_ALIAS": "videos",
     "RETENTION": timedelta(hours=1),
-    # Bytes per storage read under WSGI; each open download holds about two such chunks.
-    # Fewer, larger reads cost less CPU per byte sent.
-    "READ_CHUNK_SIZE": int(os.environ.get("READ_CHUNK_SIZE", str(4 * 1024 * 1024))),
+    # Bytes per storage read under WSGI, when set; otherwise the app's default (4 MiB).
+    **(
+        {"READ_CHUNK_SIZE": int(os.environ["READ_CHUNK_SIZE"])}
+        if os.environ.get("READ_CHUNK_SIZE")
+        else {}
+    ),
     # Downloads one API key may stream at once (each holds a server thread); past it, 429.
     "MAX_CONCURRENT_DOWNLOADS": int(os.environ.get("MAX_CONCURRENT_DOWNLOADS", "8")),
     # Host names (comma-separated) whose image URLs skip the address check of bulk create

@@ -16,7 +16,7 @@ from reliability.environment import connected_ports, server_rss_mb
 from reliability.seed import owner_create, ready_generation, video_bytes
 
 READ = 1 << 20
-# The server runs with the default; each download holds about two of its reads.
+# The campaign's server runs with the app's default; a download holds about two such reads.
 SERVER_READ = generations_settings.declarations["READ_CHUNK_SIZE"].default
 
 

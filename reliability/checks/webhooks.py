@@ -169,7 +169,8 @@ def run_schedule(ids: list[int], start: datetime) -> tuple[int, int, datetime]:
 
 def schedule_violations(ids: list[int], violations: Violations) -> None:
     """Every attempt after the first came its pause of the schedule later: never sooner, and
-    no later than one timeout past it (a round that began while a slow attempt ran)."""
+    no later than two timeouts past it (a round that began while a slow attempt ran, then
+    waited on one of its own)."""
     schedule = list(generations_settings.WEBHOOK_RETRY_SCHEDULE)
     starts: dict[int, list[datetime]] = {}
     for delivery_id, started in (
