@@ -97,7 +97,8 @@ class Campaign:
     services: dict[str, Service] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.database = "rotate_reliability" if self.budget == "full" else "rotate_reliability_ci"
+        # one database per run, named after its work directory, so two runs never share one
+        self.database = self.work.name.replace("-", "_")
         self.redis_port = free_port()
         (self.work / "logs").mkdir(parents=True, exist_ok=True)
         self.media = self.work / "media"
@@ -152,9 +153,12 @@ class Campaign:
 
     def database_create(self) -> None:
         with self.admin() as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+
+    def database_drop(self) -> None:
+        with self.admin() as connection:
             name = sql.Identifier(self.database)
             connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-            connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
 
     def database_connections(self, application_name: str = WEB_APPLICATION_NAME) -> int:
         with self.admin() as connection:

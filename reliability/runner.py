@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
         f"in {seconds:.0f} s; summary in reliability/results{suffix}.md"
     )
     if passed and not args.keep:
+        campaign.database_drop()
         shutil.rmtree(campaign.work, ignore_errors=True)
     else:
-        print(f"logs kept in {campaign.work}")
+        print(f"logs kept in {campaign.work}, the database as {campaign.database}")
     sys.exit(0 if passed else 1)

@@ -357,16 +357,30 @@ def test_s3_next_objects_are_requested_while_one_streams(user, bucket, proxy):
     assert [len(gets_of(proxy, g)) for g in generations[:4]] == [1, 1, 1, 1]
 
 
-def test_s3_prefetch_covers_the_latency_of_small_objects_read_fast(user, bucket, proxy, settings):
+def test_s3_prefetch_covers_the_latency_of_small_objects_read_fast(
+    user, bucket, proxy, settings, monkeypatch
+):
+    # given the reader's clock: on the test's thread it moves only as the test says, so a
+    # loaded machine cannot slow the reading down; the threads that request ahead measure
+    # each response's latency on the real clock
+    clock = SimpleNamespace(now=0.0)
+    test_thread = threading.current_thread()
+
+    def timer() -> float:
+        return clock.now if threading.current_thread() is test_thread else time.monotonic()
+
+    monkeypatch.setattr(S3VideoReader, "timer", staticmethod(timer))
     settings.GENERATIONS = {**settings.GENERATIONS, "S3_PREFETCH": 16}
     videos = make_videos(user, [1000] * 30)
     generations = [generation for generation, _ in videos]
     openers = video_openers([generation.video.name for generation in generations])
-    proxy.latency = 0.05  # far longer than reading a 1000-byte entry
+    proxy.latency = 0.05
     proxy.requests.clear()
-    # when entries 0-2 are read back to back (8 requested ahead at first: 1-8)
+    # when entries 0-2 are read back to back, 1 ms each, far less than a response's 50 ms
+    # (8 requested ahead at first: 1-8)
     for index in range(3):
         assert read_all(openers[index](0, None)) == videos[index][1]
+        clock.now += 0.001
     # then the window outgrows FIRST_DEPTH (2 × 50 ms of latency covers many such entries),
     # up to S3_PREFETCH: entry 3 opened, at most entry 19 is requested
     openers[3](0, None).read(CHUNK)
