@@ -23,7 +23,7 @@ from rotate.serializers import iso_datetime
 ID_KEYS = ("videoIds", "ids")
 
 
-def _parse_id(value: object, position: int) -> int:
+def _parse_id(value: object, key: str, position: int) -> int:
     if isinstance(value, str) and len(value) <= MAX_DIGITS and DIGITS.fullmatch(value):
         number = int(value)
     elif isinstance(value, int) and not isinstance(value, bool):
@@ -31,18 +31,19 @@ def _parse_id(value: object, position: int) -> int:
     else:
         number = 0
     if not 1 <= number <= MAX_ID:
-        raise ValidationFailed(f"videoIds[{position}] must be an integer between 1 and {MAX_ID}")
+        raise ValidationFailed(f"{key}[{position}] must be an integer between 1 and {MAX_ID}")
     return number
 
 
-def _validated_ids(values: Sequence[object]) -> list[int]:
-    """Check count (as sent) and each ID, then drop duplicates keeping the first."""
+def _validated_ids(values: Sequence[object], key: str) -> list[int]:
+    """Check count (as sent) and each ID, then drop duplicates keeping the first. Errors
+    name `key`, the parameter sent; the count's wording is the contract's (§3)."""
     limit = generations_settings.MAX_DOWNLOAD_IDS
     if not values:
         raise ValidationFailed("At least one videoId is required")
     if len(values) > limit:
         raise ValidationFailed(f"Maximum {limit} videoIds are allowed")
-    ids = [_parse_id(value, position) for position, value in enumerate(values)]
+    ids = [_parse_id(value, key, position) for position, value in enumerate(values)]
     return list(dict.fromkeys(ids))
 
 
@@ -63,8 +64,8 @@ def download_ids_from_query(params: QueryDict) -> list[int]:
     if any(element == "" for element in elements):
         if elements == [""]:
             raise ValidationFailed("At least one videoId is required")
-        raise ValidationFailed("videoIds must not contain empty elements")
-    return _validated_ids(elements)
+        raise ValidationFailed(f"{key} must not contain empty elements")
+    return _validated_ids(elements, key)
 
 
 def download_ids_from_body(data: Any) -> list[int]:
@@ -73,10 +74,11 @@ def download_ids_from_body(data: Any) -> list[int]:
         return download_ids_from_query(data)
     if not isinstance(data, Mapping):
         raise ValidationFailed("The request body must be a JSON object with videoIds")
-    values = data[_single_key([key for key in ID_KEYS if key in data])]
+    key = _single_key([key for key in ID_KEYS if key in data])
+    values = data[key]
     if not isinstance(values, list):
-        raise ValidationFailed("videoIds must be an array of generation IDs")
-    return _validated_ids(values)
+        raise ValidationFailed(f"{key} must be an array of generation IDs")
+    return _validated_ids(values, key)
 
 
 def generation_status_data(generation: Generation, *, now: datetime) -> dict[str, Any]:

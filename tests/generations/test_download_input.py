@@ -64,9 +64,10 @@ def assert_validation_error(response, friendly: str | None = None):
     ],
     ids=repr,
 )
-def test_download_body_rejects_invalid_id(api_client, ready, value):
-    body = assert_validation_error(post_json(api_client, {"videoIds": [ready[0].pk, value]}))
-    assert "videoIds[1]" in body["error"]["meta"]["friendlyMessage"]
+@pytest.mark.parametrize("key", ["videoIds", "ids"])
+def test_download_body_rejects_invalid_id(api_client, ready, value, key):
+    body = assert_validation_error(post_json(api_client, {key: [ready[0].pk, value]}))
+    assert f"{key}[1] must be an integer" in body["error"]["meta"]["friendlyMessage"]
 
 
 @pytest.mark.parametrize(
@@ -88,6 +89,12 @@ def test_download_body_rejects_invalid_id(api_client, ready, value):
 )
 def test_download_body_rejects_malformed_shape(api_client, ready, body):
     assert_validation_error(post_json(api_client, body))
+
+
+@pytest.mark.parametrize("key", ["videoIds", "ids"])
+def test_download_body_names_the_key_sent_when_it_is_no_array(api_client, ready, key):
+    friendly = f"{key} must be an array of generation IDs"
+    assert_validation_error(post_json(api_client, {key: "1,2"}), friendly)
 
 
 def test_download_body_rejects_both_keys(api_client, ready):
@@ -194,10 +201,14 @@ def test_download_query_accepts_lists(api_client, ready, query):
     [
         ("", "videoIds is required"),
         ("ids=", "At least one videoId is required"),
-        ("ids={a},,{b}", "videoIds must not contain empty elements"),
-        ("ids={a},", "videoIds must not contain empty elements"),
-        ("ids=,{a}", "videoIds must not contain empty elements"),
-        ("ids={a}&ids=", "videoIds must not contain empty elements"),
+        # errors name the parameter sent
+        ("ids={a},,{b}", "ids must not contain empty elements"),
+        ("ids={a},", "ids must not contain empty elements"),
+        ("ids=,{a}", "ids must not contain empty elements"),
+        ("ids={a}&ids=", "ids must not contain empty elements"),
+        ("videoIds={a},,{b}", "videoIds must not contain empty elements"),
+        ("ids={a},abc", "ids[1] must be an integer between 1 and 9223372036854775807"),
+        ("videoIds=0", "videoIds[0] must be an integer between 1 and 9223372036854775807"),
         ("ids={a}&videoIds={b}", "Send either videoIds or ids, not both"),
         ("ids={a},-1", None),
         ("ids={a},0", None),
