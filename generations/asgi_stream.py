@@ -17,15 +17,16 @@ class _HopSize:
     """Bytes to read per hop, adapted to the client's pace like a TCP window.
 
     Each hop costs a thread handoff, so a fast client gets few large reads; a hop stays in
-    memory until the client takes it, so a slow one gets small reads. Socket buffers (the
-    server's and the client's, autotuned to megabytes each) take the first hops at once
-    whatever the client's pace, so hops stay SMALLEST until WARM_UP bytes, more than those
-    buffers hold, are sent; then they double while the client takes them at FAST_CLIENT or
-    faster, else halve.
+    memory until the client takes it, so a slow one gets small reads. Socket buffers take
+    the first hops at once whatever the client's pace, so hops stay SMALLEST until WARM_UP
+    bytes are sent; then they double while the client takes them at FAST_CLIENT or faster,
+    else halve. WARM_UP exceeds what a slow client's connection absorbs on Linux defaults:
+    the server's send buffer (at most 4 MiB) and the client's receive buffer, which grows
+    past its 128 KiB start only as fast as the client reads, or is set to at most 8 MiB.
     """
 
     SMALLEST = 64 * 1024
-    WARM_UP = 32 * 1024 * 1024
+    WARM_UP = 16 * 1024 * 1024
     FAST_CLIENT = 64 * 10**6  # bytes per second
 
     def __init__(self, largest: int) -> None:
