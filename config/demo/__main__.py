@@ -45,7 +45,9 @@ def main() -> None:
     auth = f'-H "Authorization: Bearer {raw_key}"'
     print(
         "\nDemo data: user 'demo', generations "
-        f"{', '.join(map(str, ids))} (the last one is still rotating).\n\n"
+        f"{', '.join(map(str, ids))} (the last, 'lamp', is a fixture that stays\n"
+        "rotating, to show X-Skipped-Not-Ready). Each run makes a fresh key and fresh\n"
+        "generations: videos expire after an hour.\n\n"
         "Download the zip:\n"
         f"  curl -sS -D - {auth} -H 'Content-Type: application/json' "
         f"-d '{{\"videoIds\": [{', '.join(map(str, ids))}]}}' "
@@ -62,7 +64,7 @@ def main() -> None:
         f"  curl -sS {auth} '{base}/generations?page=1&pageSize=3'\n"
         f"  curl -sS {auth} {base}/credits\n"
         f"  curl -sS -D - {auth} '{base}/generations/download?ids=<id>,<id>' -o created.zip\n\n"
-        "Cancel one that has not finished (its credits come back):\n"
+        "Cancel one you just created, right away, before it renders (its credits come back):\n"
         f"  curl -sS -X POST {auth} {base}/generations/<id>/cancel\n\n"
         f"API docs: {base.removesuffix('/api/v1')}/api/docs/  "
         f"admin: {base.removesuffix('/api/v1')}/admin/\n"
