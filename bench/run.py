@@ -200,6 +200,41 @@ http {{
     return process, port
 
 
+def start_nginx_relay(endpoint_url: str, urls: list[str]) -> tuple[subprocess.Popen, list[str]]:
+    """nginx proxying to the S3 server (buffered, keep-alive), and `urls` through it: the
+    same relay work as the app's S3 download (receive every byte, send it on), done in C."""
+    port = free_port()
+    upstream = endpoint_url.removeprefix("http://")
+    conf = WORK / "nginx-relay.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+user root;
+pid {WORK}/nginx-relay.pid;
+error_log {WORK}/nginx-relay-error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    upstream s3 {{ server {upstream}; keepalive 4; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://s3;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host {upstream};  # presigned: the signature covers the host
+            proxy_buffers 8 1m;
+            proxy_buffer_size 1m;
+            proxy_max_temp_file_size 0;
+        }}
+    }}
+}}
+""")
+    process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(WORK)])
+    wait_for_port(port)
+    return process, [url.replace(endpoint_url, f"http://127.0.0.1:{port}", 1) for url in urls]
+
+
 def bench_full_download(results: dict) -> None:
     server = Server("full")
     seeded = server.seed(VIDEOS, VIDEO_MB)
@@ -272,16 +307,24 @@ def bench_full_download(results: dict) -> None:
         for name, command in extra_servers().items():
             results[name] = bench_other_server(server, command, zip_url, auth, size, nginx_port)
         with videos_on_s3(server) as (s3_env, object_urls):
-            results["s3_full_download"] = bench_other_server(
-                server,
-                server.command,
-                zip_url,
-                auth,
-                size,
-                nginx_port,
-                env=s3_env,
-                anchors={"s3_alone": lambda: curl_all(object_urls)},
-            )
+            relay, relayed_urls = start_nginx_relay(s3_env["AWS_S3_ENDPOINT_URL"], object_urls)
+            try:
+                results["s3_full_download"] = bench_other_server(
+                    server,
+                    server.command,
+                    zip_url,
+                    auth,
+                    size,
+                    nginx_port,
+                    env=s3_env,
+                    anchors={
+                        "s3_alone": lambda: curl_all(object_urls),
+                        "nginx_relay": lambda: curl_all(relayed_urls),
+                    },
+                )
+            finally:
+                relay.terminate()
+                relay.wait()
     finally:
         server.stop()
         nginx.terminate()
@@ -524,6 +567,13 @@ def ratio_rows(results: dict) -> list[tuple[str, str, str, float | None]]:
                 f"server CPU per GB {spread(s3['server_cpu_seconds_per_gb'])}",
                 "≤ 1.15",
                 s3["ratio_to_s3_alone"],
+            ),
+            (
+                "gunicorn on S3 ÷ nginx relaying the same objects from moto to curl",
+                f"{s3['ratio_to_nginx_relay']:.3f}: nginx relay "
+                f"{spread(s3['nginx_relay_seconds'])}",
+                "",
+                s3["ratio_to_nginx_relay"],
             ),
         ]
     reader = results.get("s3_reader")
