@@ -44,6 +44,12 @@ DEFAULTS = {
         doc="Downloads (E1, E2, E3 bodies) one API key may stream at once, counted in the "
         'cache named by ROTATE["THROTTLE_CACHE"] (shared by every process); past it, 429.',
     ),
+    "MAX_CONCURRENT_CREATES": Setting(
+        2,
+        minimum=1,
+        doc="Bulk creates (E6) one API key may run at once, counted like downloads; past it, "
+        "429. Each holds a server thread while its images are fetched.",
+    ),
     "MAX_DOWNLOAD_IDS": Setting(
         100, minimum=1, maximum=100, doc="Ids per download request (the contract's maximum)."
     ),

@@ -49,7 +49,10 @@ DATA_URL_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 ACCEPTED_FORMATS = frozenset({*IMAGE_FORMATS, "MPO"})
 READ_CHUNK = 64 * 1024
-SPOOL_MAX_MEMORY = 4 * 1024 * 1024
+SPOOL_MAX_MEMORY = 4 * 1024 * 1024  # a fetch in progress (at most INTAKE_CONCURRENCY at once)
+# An accepted image waits until the whole request is taken in, up to 600 of them: each
+# keeps this much in memory at most, the rest on disk.
+ACCEPTED_MAX_MEMORY = 64 * 1024
 HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 PNG_COMPRESS_LEVEL = 3  # intake runs inside a request: trade a little size for speed
 
@@ -298,7 +301,7 @@ def _reencode(source: IO[bytes], limits: _Limits) -> AcceptedImage:
 
 def _png(image: Image.Image) -> AcceptedImage:
     image.info = {}  # nothing from the source (ICC profile, EXIF, text) goes into the PNG
-    out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_MEMORY)  # noqa: SIM115 (returned)
+    out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=ACCEPTED_MAX_MEMORY)  # noqa: SIM115 (returned)
     try:
         image.save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         out.seek(0)

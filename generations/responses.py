@@ -2,7 +2,7 @@
 download, its body pulled from the plan's reader by the stream of the server running it.
 
 Everything here runs after the database work is done. A streamed body holds one of its
-key's download slots until it ends (`download_slots`); a HEAD, a 304 or an error none.
+key's download slots until it ends (`key_slots`); a HEAD, a 304 or an error none.
 """
 
 import weakref
@@ -15,7 +15,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django.utils.http import content_disposition_header
 
 from generations.conf import generations_settings
-from generations.download_slots import download_slot_acquire
 from generations.http_semantics import (
     Selection,
     common_headers_set,
@@ -23,6 +22,7 @@ from generations.http_semantics import (
     not_modified_response,
     representation_headers_set,
 )
+from generations.key_slots import download_slot_acquire
 from generations.plans import DownloadPlan
 from generations.readers import BytesReader, Reader
 from generations.stream_guard import StreamContext, StreamGuard

@@ -14,7 +14,7 @@ from rest_framework import serializers
 from rest_framework.views import APIView
 
 from generations.conf import generations_settings
-from generations.download_slots import TooManyDownloads
+from generations.key_slots import TooManyAtOnce
 from generations.models import Generation
 from generations.preconditions import PreconditionFailed
 from generations.selectors import MAX_ID
@@ -402,7 +402,7 @@ _DOWNLOAD_ERRORS: dict[int, Any] = {
     429: error_response(
         "Too many requests for this key, or already as many downloads of this key running "
         "as it may have at once (default 8); code 4005. `Retry-After` says when to retry.",
-        ("concurrent downloads", envelope_for_error(TooManyDownloads(8))),
+        ("concurrent downloads", envelope_for_error(TooManyAtOnce(8, "downloads", 10))),
     ),
 }
 _NOT_MODIFIED = OpenApiResponse(
@@ -613,6 +613,12 @@ _BULK_CREATE_ERRORS: dict[int, Any] = {
         ),
     ),
     422: error_response("This `Idempotency-Key` was used with a different body (code 4013)."),
+    429: error_response(
+        "Too many requests for this key, or already as many bulk creates of this key running "
+        "as it may have at once (default 2); code 4005. `Retry-After` says when to retry. "
+        "Nothing is created or charged.",
+        ("concurrent bulk creates", envelope_for_error(TooManyAtOnce(2, "bulk creates", 5))),
+    ),
 }
 
 

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from generations.bulk_input import generation_requests_from_body, webhook_url_from_body
 from generations.creation import generations_bulk_create
+from generations.key_slots import creation_slot_acquire
 from generations.lifecycle import generation_cancel
 from generations.links import TOKEN_PARAM, SignedLinkAuthentication, download_link_create
 from generations.models import Generation
@@ -179,19 +180,24 @@ class GenerationListView(ApiView):
         if webhook_url is not None:
             webhook_url_check(webhook_url)
         self.check_acceptable()
-        with idempotent(owner=request_owner(request), key=key, data=request.data) as claim:
-            if claim.replay is not None:
-                return claim.replay
-            generations_bulk_create(
-                owner=request_owner(request),
-                api_key=request_api_key(request),
-                requests=requests,
-                webhook_url=webhook_url or "",
-                before_commit=lambda creation: claim.store(
-                    JsonBytesResponse(bulk_creation_data(creation, now=timezone.now())),
-                    keep=bool(creation.generations),
-                ),
-            )
+        slot = creation_slot_acquire(request)
+        try:
+            with idempotent(owner=request_owner(request), key=key, data=request.data) as claim:
+                if claim.replay is not None:
+                    return claim.replay
+                generations_bulk_create(
+                    owner=request_owner(request),
+                    api_key=request_api_key(request),
+                    requests=requests,
+                    webhook_url=webhook_url or "",
+                    before_commit=lambda creation: claim.store(
+                        JsonBytesResponse(bulk_creation_data(creation, now=timezone.now())),
+                        keep=bool(creation.generations),
+                    ),
+                )
+        finally:
+            if slot is not None:
+                slot.release()
         assert claim.response is not None
         return claim.response
 

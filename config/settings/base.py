@@ -207,6 +207,8 @@ GENERATIONS = {
     ),
     # Downloads one API key may stream at once (each holds a server thread); past it, 429.
     "MAX_CONCURRENT_DOWNLOADS": int(os.environ.get("MAX_CONCURRENT_DOWNLOADS", "8")),
+    # Bulk creates one API key may run at once (each holds a thread while it fetches images).
+    "MAX_CONCURRENT_CREATES": int(os.environ.get("MAX_CONCURRENT_CREATES", "2")),
     # Host names (comma-separated) whose image URLs skip the address check of bulk create
     # (a site's own asset server on a private network); everything else must be public.
     "INTAKE_ALLOWED_HOSTS": env_list("INTAKE_ALLOWED_HOSTS", ""),

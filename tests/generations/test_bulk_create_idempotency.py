@@ -29,6 +29,13 @@ def body(count: int = 1, external_id: str = "mug") -> dict:
     return {"generations": [{"imageUrl": data_url(), "externalId": external_id}] * count}
 
 
+@pytest.fixture(autouse=True)
+def no_concurrency_cap(settings):
+    """Many requests of one key race here: what is under test is the claim and the balance,
+    not the cap on a key's concurrent bulk creates (test_creation_slots.py)."""
+    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_CONCURRENT_CREATES": 100}
+
+
 @pytest.fixture
 def funded(user):
     credit_grant(owner=user, amount=100)

@@ -6,6 +6,7 @@ Fetching (servers, redirects, timeouts, SSRF) is in test_intake_fetch.py.
 import base64
 import io
 import struct
+import tracemalloc
 import zlib
 
 import pytest
@@ -451,6 +452,24 @@ def test_intake_returns_a_spooled_file_the_caller_can_close():
     assert accepted.file.read(8) == b"\x89PNG\r\n\x1a\n"
     accepted.file.close()
     assert accepted.file.closed
+
+
+def test_intake_keeps_accepted_images_on_disk_not_in_memory():
+    # given 20 photos of about a megabyte each, as PNG
+    photos = [data_url(encode(Image.effect_noise((600, 600), 64).convert("RGB"), "PNG"))] * 20
+    tracemalloc.start()
+    try:
+        # when all are accepted and held, as a request holds them until it has taken all in
+        accepted = [image_accept(photo) for photo in photos]
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # then the process holds a small part of their bytes: the rest waits on disk
+    stored = sum(image.file.seek(0, io.SEEK_END) for image in accepted)
+    assert stored > 20 * 500_000
+    assert held < stored / 10
+    for image in accepted:
+        image.file.close()
 
 
 def test_pixel_budget_bounds_what_is_decoded_at_once():
