@@ -33,10 +33,9 @@ class TooManyAtOnce(ApiError):
     message = "Too many requests"
     title = "Rate Limited"
 
-    def __init__(self, limit: int, what: str, retry_after: int) -> None:
+    def __init__(self, friendly: str, retry_after: int) -> None:
         super().__init__(
-            f"At most {limit} {what} per API key may run at once; "
-            f"retry in {retry_after} seconds or when one ends",
+            f"{friendly}; retry in {retry_after} seconds or when one ends",
             headers={"Retry-After": str(retry_after)},
         )
 
@@ -60,7 +59,9 @@ def _slot_acquire(request: HttpRequest | Request, cap: _Cap) -> Slot | None:
         timeout=cap.longest + SLOT_TIMEOUT_MARGIN_SECONDS,
     )
     if slot is None:
-        raise TooManyAtOnce(cap.limit, cap.what, cap.retry_after)
+        raise TooManyAtOnce(
+            f"At most {cap.limit} {cap.what} per API key may run at once", cap.retry_after
+        )
     return slot
 
 

@@ -2,7 +2,8 @@
 download, its body pulled from the plan's reader by the stream of the server running it.
 
 Everything here runs after the database work is done. A streamed body holds one of its
-key's download slots until it ends (`key_slots`); a HEAD, a 304 or an error none.
+key's download slots until it ends (`key_slots`), and under WSGI one of the process's
+streams (`wsgi_stream`); a HEAD, a 304 or an error none.
 """
 
 import weakref
@@ -26,7 +27,7 @@ from generations.key_slots import download_slot_acquire
 from generations.plans import DownloadPlan
 from generations.readers import BytesReader, Reader
 from generations.stream_guard import StreamContext, StreamGuard
-from generations.wsgi_stream import wsgi_body
+from generations.wsgi_stream import wsgi_body, wsgi_stream_slot_acquire
 
 FIRST_HOP = 64 * 1024  # the ASGI body's smallest hop
 
@@ -98,8 +99,9 @@ def download_response(
 def _streamed(
     request: HttpRequest, plan: DownloadPlan, selection: Selection, context: StreamContext
 ) -> StreamingHttpResponse:
-    """The body over `selection`: a download slot held until it ends, the database released,
-    the first chunk read already.
+    """The body over `selection`: the key's download slot (and under WSGI one of the
+    process's streams) held until it ends, the database released, the first chunk read
+    already.
 
     Reading the first chunk here lets a failure still become an error response (the 500
     envelope): once the response is returned, gunicorn treats an OSError from the body as a
@@ -107,10 +109,22 @@ def _streamed(
     given back, and the reader closed, by the body however it ends, and by the response's
     close when the body never started.
     """
-    slot = download_slot_acquire(request)
-    release = slot.release if slot is not None else lambda: None
-    guard = StreamGuard(context, offset=selection.start)
     wsgi = isinstance(getattr(request, "_request", request), WSGIRequest)  # DRF wraps requests
+    slot = download_slot_acquire(request)
+    release_key_slot = slot.release if slot is not None else lambda: None
+    try:  # under WSGI the body holds a thread: one of this process's streams too
+        release_stream = wsgi_stream_slot_acquire() if wsgi else lambda: None
+    except BaseException:
+        release_key_slot()
+        raise
+
+    def release() -> None:  # each part gives back once, however often this runs
+        try:
+            release_stream()
+        finally:
+            release_key_slot()
+
+    guard = StreamGuard(context, offset=selection.start)
     try:
         database_connection_release()
         reader = plan.open(selection.start, selection.stop)

@@ -402,7 +402,12 @@ _DOWNLOAD_ERRORS: dict[int, Any] = {
     429: error_response(
         "Too many requests for this key, or already as many downloads of this key running "
         "as it may have at once (default 8); code 4005. `Retry-After` says when to retry.",
-        ("concurrent downloads", envelope_for_error(TooManyAtOnce(8, "downloads", 10))),
+        (
+            "concurrent downloads",
+            envelope_for_error(
+                TooManyAtOnce("At most 8 downloads per API key may run at once", 10)
+            ),
+        ),
     ),
 }
 _NOT_MODIFIED = OpenApiResponse(
@@ -617,7 +622,12 @@ _BULK_CREATE_ERRORS: dict[int, Any] = {
         "Too many requests for this key, or already as many bulk creates of this key running "
         "as it may have at once (default 2); code 4005. `Retry-After` says when to retry. "
         "Nothing is created or charged.",
-        ("concurrent bulk creates", envelope_for_error(TooManyAtOnce(2, "bulk creates", 5))),
+        (
+            "concurrent bulk creates",
+            envelope_for_error(
+                TooManyAtOnce("At most 2 bulk creates per API key may run at once", 5)
+            ),
+        ),
     ),
 }
 

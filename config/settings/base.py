@@ -196,6 +196,7 @@ ROTATE = {
     # address nginx saw, from X-Forwarded-For. Comma-separated addresses or CIDRs.
     "TRUSTED_PROXIES": env_list("ROTATE_TRUSTED_PROXIES", ""),
 }
+_threads = int(os.environ.get("GUNICORN_THREADS", "16"))  # per worker: config/gunicorn.py
 GENERATIONS = {
     "STORAGE_ALIAS": "videos",
     "RETENTION": timedelta(hours=1),
@@ -207,6 +208,11 @@ GENERATIONS = {
     ),
     # Downloads one API key may stream at once (each holds a server thread); past it, 429.
     "MAX_CONCURRENT_DOWNLOADS": int(os.environ.get("MAX_CONCURRENT_DOWNLOADS", "8")),
+    # Downloads one gunicorn worker streams at once: a quarter of its threads (at least 2)
+    # stay free for other requests, whoever stops reading. No effect under uvicorn.
+    "MAX_WSGI_STREAMS": int(
+        os.environ.get("MAX_WSGI_STREAMS") or max(1, _threads - max(2, _threads // 4))
+    ),
     # Bulk creates one API key may run at once (each holds a thread while it fetches images).
     "MAX_CONCURRENT_CREATES": int(os.environ.get("MAX_CONCURRENT_CREATES", "2")),
     # Host names (comma-separated) whose image URLs skip the address check of bulk create

@@ -27,7 +27,13 @@ ROTATE = {"THROTTLE_RATE": "100000/min", "FAILED_AUTH_RATE": "100000/min"}
 CELERY_TASK_ALWAYS_EAGER = True
 # Renders in the suite take milliseconds (a copy of a demo video); the turntable renderer
 # has tests of its own (tests/generations/test_turntable.py).
-GENERATIONS = {**GENERATIONS, "RENDERER": "tests.renderers.InstantRenderer"}  # noqa: F405
+# The per-process stream cap is a server's: the test client's unread responses, freed only
+# when collected, would count against it across tests (its own tests set it).
+GENERATIONS = {
+    **GENERATIONS,  # noqa: F405
+    "RENDERER": "tests.renderers.InstantRenderer",
+    "MAX_WSGI_STREAMS": None,
+}
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: concurrency tests need separate connections that really lock.

@@ -195,3 +195,59 @@ def test_max_concurrent_downloads_must_be_a_positive_int(settings, value, proble
     [error] = check_generations_settings()
     assert error.id == "generations.E004"
     assert f"MAX_CONCURRENT_DOWNLOADS is {value!r}; it must be {problem}" in error.msg
+
+
+# --- the process's cap on WSGI streams: over every key -----------------------------------
+# Every response here is closed, as a server closes each: an unclosed one would count
+# until it is collected.
+
+
+@pytest.fixture
+def clients_of_three_keys(user, client_for) -> list[APIClient]:
+    return [client_for(ApiKeyFactory(owner=user)[1]) for _ in range(3)]
+
+
+def test_wsgi_streams_past_the_process_cap_are_429_whatever_the_key(
+    settings, clients_of_three_keys, video
+):
+    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_WSGI_STREAMS": 2}
+    first, second, third = clients_of_three_keys
+    # given two downloads streaming, of two keys, each far below its key's cap
+    held = [download(first, video), download(second, video)]
+    assert [response.status_code for response in held] == [200, 200]
+    # when a third key downloads, then it is refused; a HEAD streams nothing and is served
+    refused = download(third, video)
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "10"
+    error = refused.json()["error"]
+    assert error["code"] == 4005
+    assert "This server streams at most 2 downloads at once" in error["meta"]["friendlyMessage"]
+    assert third.head(f"{URL}?ids={video.pk}").status_code == 200
+    # and once one of them ends, the next is served
+    close(held[0])
+    again = download(third, video)
+    assert again.status_code == 200
+    close(again, held[1])
+
+
+def test_a_refused_wsgi_stream_leaves_its_keys_slot_free(settings, api_client, video):
+    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_WSGI_STREAMS": 1}
+    held = download(api_client, video)
+    for _ in range(LIMIT):  # each refusal gives its key slot back at once
+        assert download(api_client, video).status_code == 429
+    close(held)
+    assert download(api_client, video).status_code == 200
+
+
+def test_wsgi_streams_are_uncapped_with_none(settings, clients_of_three_keys, video):
+    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_WSGI_STREAMS": None}
+    held = [download(client, video) for client in clients_of_three_keys]
+    assert [response.status_code for response in held] == [200] * 3
+    close(*held)
+
+
+@pytest.mark.parametrize(("value", "problem"), [(0, "at least 1"), ("2", "an int or None")])
+def test_max_wsgi_streams_must_be_a_positive_int_or_none(settings, value, problem):
+    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_WSGI_STREAMS": value}
+    [error] = check_generations_settings()
+    assert f"MAX_WSGI_STREAMS is {value!r}; it must be {problem}" in error.msg
