@@ -400,8 +400,9 @@ _ERRORS: dict[int, Any] = {
 # E1/E2/E3 stream bytes: a key also has a cap on the downloads it runs at once.
 _DOWNLOAD_ERRORS: dict[int, Any] = {
     429: error_response(
-        "Too many requests for this key, or already as many downloads of this key running "
-        "as it may have at once (default 8); code 4005. `Retry-After` says when to retry.",
+        "Too many requests for this key, already as many downloads of this key running as "
+        "it may have at once (default 8), or the server already streaming as many downloads "
+        "as it may at once; code 4005. `Retry-After` says when to retry.",
         (
             "concurrent downloads",
             envelope_for_error(

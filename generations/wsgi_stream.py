@@ -35,12 +35,13 @@ class _Streams:
                     BUSY_RETRY_AFTER_SECONDS,
                 )
             self._running += 1
-        released = threading.Event()
+        released = False
 
         def release() -> None:
+            nonlocal released
             with self._lock:
-                if not released.is_set():
-                    released.set()
+                if not released:
+                    released = True
                     self._running -= 1
 
         return release
