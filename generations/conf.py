@@ -50,14 +50,14 @@ DEFAULTS = {
         doc="Bulk creates (E6) one API key may run at once, counted like downloads; past it, "
         "429. Each holds a server thread while its images are fetched.",
     ),
-    "MAX_WSGI_STREAMS": Setting(
+    "MAX_LONG_REQUESTS": Setting(
         None,
         kind=(int, type(None)),
         minimum=1,
-        doc="Downloads one process streams at once under WSGI, where each holds a server "
-        "thread until its client has taken it all (None: no cap). Set it below the threads "
-        "per process, so clients that stop reading leave threads for other requests; past "
-        "it, 429. ASGI streams hold no thread and are not counted.",
+        doc="Streamed downloads and bulk creates one process runs at once under WSGI, where "
+        "each holds a server thread for as long as its client reads or its images take "
+        "(None: no cap). Set it below the threads per process, so that clients that stop "
+        "reading and images that stall leave threads for other requests; past it, 429.",
     ),
     "MAX_DOWNLOAD_IDS": Setting(
         100, minimum=1, maximum=100, doc="Ids per download request (the contract's maximum)."

@@ -3,14 +3,13 @@ download, its body pulled from the plan's reader by the stream of the server run
 
 Everything here runs after the database work is done. A streamed body holds one of its
 key's download slots until it ends (`key_slots`), and under WSGI one of the process's
-streams (`wsgi_stream`); a HEAD, a 304 or an error none.
+long requests (`thread_slots`); a HEAD, a 304 or an error none.
 """
 
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
-from django.core.handlers.wsgi import WSGIRequest
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils.http import content_disposition_header
@@ -27,7 +26,8 @@ from generations.key_slots import download_slot_acquire
 from generations.plans import DownloadPlan
 from generations.readers import BytesReader, Reader
 from generations.stream_guard import StreamContext, StreamGuard
-from generations.wsgi_stream import wsgi_body, wsgi_stream_slot_acquire
+from generations.thread_slots import long_request_admit, served_by_wsgi
+from generations.wsgi_stream import wsgi_body
 
 FIRST_HOP = 64 * 1024  # the ASGI body's smallest hop
 
@@ -100,7 +100,7 @@ def _streamed(
     request: HttpRequest, plan: DownloadPlan, selection: Selection, context: StreamContext
 ) -> StreamingHttpResponse:
     """The body over `selection`: the key's download slot (and under WSGI one of the
-    process's streams) held until it ends, the database released, the first chunk read
+    process's long requests) held until it ends, the database released, the first chunk read
     already.
 
     Reading the first chunk here lets a failure still become an error response (the 500
@@ -109,21 +109,8 @@ def _streamed(
     given back, and the reader closed, by the body however it ends, and by the response's
     close when the body never started.
     """
-    wsgi = isinstance(getattr(request, "_request", request), WSGIRequest)  # DRF wraps requests
-    slot = download_slot_acquire(request)
-    release_key_slot = slot.release if slot is not None else lambda: None
-    try:  # under WSGI the body holds a thread: one of this process's streams too
-        release_stream = wsgi_stream_slot_acquire() if wsgi else lambda: None
-    except BaseException:
-        release_key_slot()
-        raise
-
-    def release() -> None:  # each part gives back once, however often this runs
-        try:
-            release_stream()
-        finally:
-            release_key_slot()
-
+    wsgi = served_by_wsgi(request)
+    release = long_request_admit(request, download_slot_acquire)
     guard = StreamGuard(context, offset=selection.start)
     try:
         database_connection_release()

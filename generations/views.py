@@ -26,6 +26,7 @@ from generations.serializers import (
     download_ids_from_query,
     generation_status_data,
 )
+from generations.thread_slots import long_request_admit
 from generations.webhook_secrets import webhook_secret_current
 from generations.webhooks import webhook_url_check
 from rotate.authentication import BearerKeyAuthentication
@@ -180,7 +181,7 @@ class GenerationListView(ApiView):
         if webhook_url is not None:
             webhook_url_check(webhook_url)
         self.check_acceptable()
-        slot = creation_slot_acquire(request)
+        release = long_request_admit(request, creation_slot_acquire)
         try:
             with idempotent(owner=request_owner(request), key=key, data=request.data) as claim:
                 if claim.replay is not None:
@@ -196,8 +197,7 @@ class GenerationListView(ApiView):
                     ),
                 )
         finally:
-            if slot is not None:
-                slot.release()
+            release()
         assert claim.response is not None
         return claim.response
 

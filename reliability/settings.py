@@ -44,7 +44,7 @@ GENERATIONS = {
     # The credit and intake rows race many bulk creates of one key, and the load rows hold
     # more downloads than gunicorn has threads, queued (both caps: tests/).
     "MAX_CONCURRENT_CREATES": 1000000,
-    "MAX_WSGI_STREAMS": None,
+    "MAX_LONG_REQUESTS": None,
 }
 
 # One key sends thousands of requests a minute here; the throttle is not under test.

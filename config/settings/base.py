@@ -208,10 +208,10 @@ GENERATIONS = {
     ),
     # Downloads one API key may stream at once (each holds a server thread); past it, 429.
     "MAX_CONCURRENT_DOWNLOADS": int(os.environ.get("MAX_CONCURRENT_DOWNLOADS", "8")),
-    # Downloads one gunicorn worker streams at once: a quarter of its threads (at least 2)
-    # stay free for other requests, whoever stops reading. No effect under uvicorn.
-    "MAX_WSGI_STREAMS": int(
-        os.environ.get("MAX_WSGI_STREAMS") or max(1, _threads - max(2, _threads // 4))
+    # Downloads and bulk creates one gunicorn worker runs at once: a quarter of its threads
+    # (at least 2) stay free for other requests, whoever stops reading or stalls images.
+    "MAX_LONG_REQUESTS": int(
+        os.environ.get("MAX_LONG_REQUESTS") or max(1, _threads - max(2, _threads // 4))
     ),
     # Bulk creates one API key may run at once (each holds a thread while it fetches images).
     "MAX_CONCURRENT_CREATES": int(os.environ.get("MAX_CONCURRENT_CREATES", "2")),

@@ -27,12 +27,12 @@ ROTATE = {"THROTTLE_RATE": "100000/min", "FAILED_AUTH_RATE": "100000/min"}
 CELERY_TASK_ALWAYS_EAGER = True
 # Renders in the suite take milliseconds (a copy of a demo video); the turntable renderer
 # has tests of its own (tests/generations/test_turntable.py).
-# The per-process stream cap is a server's: the test client's unread responses, freed only
-# when collected, would count against it across tests (its own tests set it).
+# The per-process cap on long requests is a server's: the test client's unread responses,
+# freed only when collected, would count against it across tests (its own tests set it).
 GENERATIONS = {
     **GENERATIONS,  # noqa: F405
     "RENDERER": "tests.renderers.InstantRenderer",
-    "MAX_WSGI_STREAMS": None,
+    "MAX_LONG_REQUESTS": None,
 }
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -20,9 +20,9 @@ HELD_DOWNLOADS = 3  # of 2 workers × 2 threads: one thread stays free
 
 @pytest.fixture
 def server(tmp_path: Path):
-    # downloads may hold every thread here (MAX_WSGI_STREAMS = threads): what is under test
+    # downloads may hold every thread here (MAX_LONG_REQUESTS = threads): what is under test
     # is where gunicorn sends the next connection
-    env = {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "2", "MAX_WSGI_STREAMS": "2"}
+    env = {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "2", "MAX_LONG_REQUESTS": "2"}
     live, process = start_gunicorn(tmp_path, env=env)
     yield live
     stop_process(process, timeout=40)

@@ -26,7 +26,9 @@ from generations.responses import download_response
 from generations.storage import video_storage
 from generations.stream_guard import StreamGuard
 from rotate.conf import rotate_settings
+from rotate.services import credit_grant
 from tests.factories import ApiKeyFactory, GenerationFactory
+from tests.generations.test_bulk_create import data_url, post
 
 URL = "/api/v1/generations/download"
 LIMIT = 3
@@ -210,7 +212,7 @@ def clients_of_three_keys(user, client_for) -> list[APIClient]:
 def test_wsgi_streams_past_the_process_cap_are_429_whatever_the_key(
     settings, clients_of_three_keys, video
 ):
-    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_WSGI_STREAMS": 2}
+    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_LONG_REQUESTS": 2}
     first, second, third = clients_of_three_keys
     # given two downloads streaming, of two keys, each far below its key's cap
     held = [download(first, video), download(second, video)]
@@ -221,7 +223,8 @@ def test_wsgi_streams_past_the_process_cap_are_429_whatever_the_key(
     assert refused["Retry-After"] == "10"
     error = refused.json()["error"]
     assert error["code"] == 4005
-    assert "This server streams at most 2 downloads at once" in error["meta"]["friendlyMessage"]
+    friendly = error["meta"]["friendlyMessage"]
+    assert "This server runs at most 2 downloads and bulk creates at once" in friendly
     assert third.head(f"{URL}?ids={video.pk}").status_code == 200
     # and once one of them ends, the next is served
     close(held[0])
@@ -231,7 +234,7 @@ def test_wsgi_streams_past_the_process_cap_are_429_whatever_the_key(
 
 
 def test_a_refused_wsgi_stream_leaves_its_keys_slot_free(settings, api_client, video):
-    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_WSGI_STREAMS": 1}
+    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_LONG_REQUESTS": 1}
     held = download(api_client, video)
     for _ in range(LIMIT):  # each refusal gives its key slot back at once
         assert download(api_client, video).status_code == 429
@@ -240,14 +243,36 @@ def test_a_refused_wsgi_stream_leaves_its_keys_slot_free(settings, api_client, v
 
 
 def test_wsgi_streams_are_uncapped_with_none(settings, clients_of_three_keys, video):
-    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_WSGI_STREAMS": None}
+    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_LONG_REQUESTS": None}
     held = [download(client, video) for client in clients_of_three_keys]
     assert [response.status_code for response in held] == [200] * 3
     close(*held)
 
 
 @pytest.mark.parametrize(("value", "problem"), [(0, "at least 1"), ("2", "an int or None")])
-def test_max_wsgi_streams_must_be_a_positive_int_or_none(settings, value, problem):
-    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_WSGI_STREAMS": value}
+def test_max_long_requests_must_be_a_positive_int_or_none(settings, value, problem):
+    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_LONG_REQUESTS": value}
     [error] = check_generations_settings()
-    assert f"MAX_WSGI_STREAMS is {value!r}; it must be {problem}" in error.msg
+    assert f"MAX_LONG_REQUESTS is {value!r}; it must be {problem}" in error.msg
+
+
+@pytest.mark.usefixtures("storage_root")
+def test_a_held_download_counts_against_bulk_creates_too(settings, user, client_for, video):
+    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_LONG_REQUESTS": 1}
+    credit_grant(owner=user, amount=100)
+    downloader, creator = (client_for(ApiKeyFactory(owner=user)[1]) for _ in range(2))
+    body = {"generations": [{"imageUrl": data_url()}]}
+    # given one download streaming to a client that does not read
+    held = download(downloader, video)
+    assert held.status_code == 200
+    # then another key's bulk create is refused: it would hold a thread too
+    refused = post(creator, body)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == 4005
+    assert refused["Retry-After"] == "10"
+    # and once the download ends, it is served, and gives its thread back when it answers
+    close(held)
+    assert post(creator, body).status_code == 200
+    again = download(downloader, video)
+    assert again.status_code == 200
+    close(again)

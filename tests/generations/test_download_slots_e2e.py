@@ -24,7 +24,7 @@ BIG = 64 << 20  # far more than loopback socket buffers hold: an unread download
 def server(tmp_path_factory) -> Iterator[tuple[LiveServer, int, str]]:
     """(server, a big video's id, a second key of its owner)."""
     workdir = tmp_path_factory.mktemp("slots")
-    env = {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "5", "MAX_WSGI_STREAMS": "5"}
+    env = {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "5", "MAX_LONG_REQUESTS": "5"}
     live, process = start_gunicorn(workdir, env=env)
     try:
         video = workdir / "big.mp4"

@@ -1,4 +1,5 @@
-"""The per-process cap on WSGI streams against a real gunicorn (contract §7).
+"""The per-process cap on long requests (MAX_LONG_REQUESTS) against a real gunicorn, with
+downloads (contract §7; bulk creates count too: test_download_slots.py).
 
 Clients that stop reading hold a thread each for as long as the download deadline allows;
 spread over several keys, each far below its own cap, they could hold every thread. One
