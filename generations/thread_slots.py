@@ -4,8 +4,8 @@ A streamed download holds its thread for as long as its client reads, a bulk cre
 its images arrive: clients that stop reading, or image hosts that stall, over however many
 keys, could hold every thread, and the server would answer nobody. At most
 MAX_LONG_REQUESTS of them run at once in one process, so the threads beyond stay free for
-every other request; past it, 429. Under ASGI a download holds no thread and nothing is
-counted.
+every other request; past it, 429. Under ASGI nothing is counted: a download holds no
+thread there, and each request's sync code gets a thread of its own.
 """
 
 import threading
