@@ -199,7 +199,7 @@ def test_max_concurrent_downloads_must_be_a_positive_int(settings, value, proble
     assert f"MAX_CONCURRENT_DOWNLOADS is {value!r}; it must be {problem}" in error.msg
 
 
-# --- the process's cap on WSGI streams: over every key -----------------------------------
+# --- the process's cap on long requests (WSGI): over every key ----------------------------
 # Every response here is closed, as a server closes each: an unclosed one would count
 # until it is collected.
 
