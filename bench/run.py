@@ -176,27 +176,40 @@ def check_archive(archive: Path, url: str, auth: str) -> dict[str, object]:
     }
 
 
-def start_nginx(root: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    conf = WORK / "nginx.conf"
+def run_nginx(name: str, port: int, http: str) -> subprocess.Popen:
+    """nginx in the foreground with one worker, its files named after `name` in WORK, and
+    `http` as the body of its http block; returns once it listens on `port`."""
+    conf = WORK / f"{name}.conf"
     conf.write_text(f"""
 worker_processes 1;
 daemon off;
 user root;
-pid {WORK}/nginx.pid;
-error_log {WORK}/nginx-error.log;
+pid {WORK}/{name}.pid;
+error_log {WORK}/{name}-error.log;
 events {{ worker_connections 64; }}
 http {{
     access_log off;
+{http}
+}}
+""")
+    process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(WORK)])
+    wait_for_port(port)
+    return process
+
+
+def start_nginx(root: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    process = run_nginx(
+        "nginx",
+        port,
+        f"""
     # The faster of nginx's two ways on this VM, measured: read/write with 1 MiB buffers
     # ~2.5 GB/s; sendfile (tcp_nopush) ~1.1 GB/s. The anchor should be nginx at its best.
     sendfile off;
     output_buffers 2 1m;
     server {{ listen 127.0.0.1:{port}; root {root}; }}
-}}
-""")
-    process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(WORK)])
-    wait_for_port(port)
+""",
+    )
     return process, port
 
 
@@ -205,16 +218,10 @@ def start_nginx_relay(endpoint_url: str, urls: list[str]) -> tuple[subprocess.Po
     same relay work as the app's S3 download (receive every byte, send it on), done in C."""
     port = free_port()
     upstream = endpoint_url.removeprefix("http://")
-    conf = WORK / "nginx-relay.conf"
-    conf.write_text(f"""
-worker_processes 1;
-daemon off;
-user root;
-pid {WORK}/nginx-relay.pid;
-error_log {WORK}/nginx-relay-error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
+    process = run_nginx(
+        "nginx-relay",
+        port,
+        f"""
     upstream s3 {{ server {upstream}; keepalive 4; }}
     server {{
         listen 127.0.0.1:{port};
@@ -228,10 +235,8 @@ http {{
             proxy_max_temp_file_size 0;
         }}
     }}
-}}
-""")
-    process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(WORK)])
-    wait_for_port(port)
+""",
+    )
     return process, [url.replace(endpoint_url, f"http://127.0.0.1:{port}", 1) for url in urls]
 
 

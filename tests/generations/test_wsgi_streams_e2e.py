@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e_server import LiveServer, start_gunicorn
-from tests.generations.test_download_slots_e2e import BIG, eventually, start
+from tests.generations.test_download_slots_e2e import BIG, eventually, small, start
 
 pytestmark = pytest.mark.e2e
 
@@ -67,14 +67,7 @@ def test_e2e_streams_past_the_process_cap_are_refused_and_others_answered(server
         assert all(listed(live, key) == 200 for key in (first, second, third))
         # and once a held client goes away, the third key is served
         held.pop().close()
-        assert eventually(lambda: _served(live, third, big))
+        assert eventually(lambda: small(live, third, big) == 206)
     finally:
         for response in held:
             response.close()
-
-
-def _served(live: LiveServer, raw_key: str, video_id: int) -> bool:
-    response = start(live, raw_key, video_id, {"Range": "bytes=0-99"})
-    response.read()
-    response.close()
-    return response.status == 206
