@@ -535,7 +535,7 @@ def _video_operations() -> dict[str, dict[str, Any]]:
                     OpenApiTypes.BINARY, description="The requested byte range."
                 ),
                 304: _NOT_MODIFIED,
-                **_download_errors(401, 404, 406, 410, 412, 416, 429),
+                **_download_errors(400, 401, 404, 406, 410, 412, 416, 429),
             },
         )
     }
@@ -550,7 +550,7 @@ def _status_operations() -> dict[str, dict[str, Any]]:
             parameters=[_generation_id_parameter(), WWW_AUTHENTICATE, RETRY_AFTER],
             responses={
                 (200, _JSON): GenerationStatusSerializer,
-                **_errors(401, 404, 406, 429),
+                **_errors(400, 401, 404, 406, 429),
             },
         )
     }
@@ -724,7 +724,7 @@ def _cancel_operations() -> dict[str, dict[str, Any]]:
             parameters=[_generation_id_parameter(), WWW_AUTHENTICATE, RETRY_AFTER],
             responses={
                 (200, _JSON): GenerationStatusSerializer,
-                **_errors(401, 404, 406, 413, 429),
+                **_errors(400, 401, 404, 406, 413, 429),
             },
         )
     }

@@ -23,16 +23,25 @@ from rotate.serializers import iso_datetime
 ID_KEYS = ("videoIds", "ids")
 
 
-def _parse_id(value: object, key: str, position: int) -> int:
+def _id_or_zero(value: object) -> int:
+    """A JSON integer or a string of ASCII digits as an int; 0 (never valid) otherwise."""
     if isinstance(value, str) and len(value) <= MAX_DIGITS and DIGITS.fullmatch(value):
-        number = int(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        number = 0
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return 0
+
+
+def _parse_id(value: object, name: str) -> int:
+    number = _id_or_zero(value)
     if not 1 <= number <= MAX_ID:
-        raise ValidationFailed(f"{key}[{position}] must be an integer between 1 and {MAX_ID}")
+        raise ValidationFailed(f"{name} must be an integer between 1 and {MAX_ID}")
     return number
+
+
+def generation_id_from_path(segment: str) -> int:
+    """The ID of E3, E4 and E9: malformed is a 400, as for any other ID (contract §2)."""
+    return _parse_id(segment, "The generation ID in the path")
 
 
 def _validated_ids(values: Sequence[object], key: str) -> list[int]:
@@ -43,7 +52,7 @@ def _validated_ids(values: Sequence[object], key: str) -> list[int]:
         raise ValidationFailed("At least one videoId is required")
     if len(values) > limit:
         raise ValidationFailed(f"Maximum {limit} videoIds are allowed")
-    ids = [_parse_id(value, key, position) for position, value in enumerate(values)]
+    ids = [_parse_id(value, f"{key}[{position}]") for position, value in enumerate(values)]
     return list(dict.fromkeys(ids))
 
 

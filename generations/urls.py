@@ -9,8 +9,8 @@ app_name = "generations"
 # Matches like `/?`, but reverse() and the OpenAPI paths (admindocs' simplify_regex) then
 # give the canonical path, without the slash.
 _SLASH = "(?:/)?"
-# Any segment is routed, so a malformed ID or one past 64 bits gets the JSON 404 of a
-# missing ID, never the site's HTML 404 (the download routes come first).
+# Any segment is routed, so a malformed ID or one past 64 bits gets the JSON 400 of a
+# malformed ID, not a 404 (the download routes come first).
 _ID = r"(?P<generation_id>[^/]+)"
 
 urlpatterns = [

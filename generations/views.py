@@ -24,6 +24,7 @@ from generations.serializers import (
     bulk_creation_data,
     download_ids_from_body,
     download_ids_from_query,
+    generation_id_from_path,
     generation_status_data,
 )
 from generations.thread_slots import long_request_admit
@@ -38,15 +39,12 @@ from rotate.serializers import iso_datetime
 from rotate.views import MEGABYTE, ApiView, request_api_key, request_owner
 
 
-def path_id(value: str) -> int:
-    """The ID in a path segment; 0 (never found) unless 1 to 19 ASCII digits."""
-    return int(value) if value.isascii() and value.isdigit() and len(value) <= 19 else 0
-
-
 def owned_generation(request: Request, generation_id: str) -> Generation:
     """The caller's generation named by the path, or the 404 of a missing one (another
     owner's looks exactly the same)."""
-    generation = generation_get(owner=request_owner(request), generation_id=path_id(generation_id))
+    generation = generation_get(
+        owner=request_owner(request), generation_id=generation_id_from_path(generation_id)
+    )
     if generation is None:
         raise ResourceNotFound("generation")
     return generation

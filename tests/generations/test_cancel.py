@@ -198,9 +198,8 @@ def test_cancel_of_another_owners_generation_is_404(api_client, other_user):
     assert credit_balance(owner=other_user) == GRANT - PRICE
 
 
-@pytest.mark.parametrize("generation_id", ["987654321", "abc", "0", "99999999999999999999"])
-def test_cancel_of_a_missing_generation_is_404(api_client, generation_id):
-    assert_not_found(api_client.post(cancel_url(generation_id)), resource="generation")
+def test_cancel_of_a_missing_generation_is_404(api_client):
+    assert_not_found(api_client.post(cancel_url("987654321")), resource="generation")
 
 
 def test_cancel_without_a_key_is_401(funded):

@@ -1,4 +1,5 @@
-"""HTTP details the fuzzer found: bodiless HEAD errors, JSON OPTIONS, JSON 404 for any ID.
+"""HTTP details the fuzzer found: bodiless HEAD errors, JSON OPTIONS (path IDs:
+test_path_ids.py).
 
 HEAD is checked through gunicorn: the test client strips HEAD bodies itself, gunicorn does not.
 """
@@ -10,7 +11,6 @@ import pytest
 
 from tests.e2e_server import LiveServer, start_gunicorn
 from tests.processes import stop_process
-from tests.rotate.envelopes import assert_not_found
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +72,3 @@ def test_http_options_answers_json_even_where_binary_is_negotiated(api_client, p
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     assert "GET" in response["Allow"]
-
-
-@pytest.mark.parametrize("segment", ["abc", "null,null", "-1", "1.5", "%E2%91%A0", "0", "9" * 40])
-@pytest.mark.parametrize("suffix", ["", "/status"])
-def test_http_any_malformed_id_is_the_json_404_of_a_missing_one(api_client, segment, suffix):
-    response = api_client.get(f"/api/v1/generations/{segment}{suffix}")
-
-    assert_not_found(response, resource="generation")

@@ -87,7 +87,7 @@ def test_envelope_unauthorized(unauthorized_body: bytes) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/v1/generations/999999/status", "/api/v1/generations/9223372036854775808/status"],
+    ["/api/v1/generations/999999/status", "/api/v1/generations/9223372036854775807/status"],
 )
 def test_envelope_not_found_names_the_resource(api_client: APIClient, path: str) -> None:
     response = api_client.get(path)
