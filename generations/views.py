@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from generations.bulk_input import generation_requests_from_body, webhook_url_from_body
-from generations.creation import generations_bulk_create
+from generations.creation import BulkCreation, generations_bulk_create
 from generations.key_slots import creation_slot_acquire
 from generations.lifecycle import generation_cancel
 from generations.links import TOKEN_PARAM, SignedLinkAuthentication, download_link_create
@@ -171,28 +171,33 @@ class GenerationListView(ApiView):
     # E6 bodies carry data URLs; JSON only (a form cannot express the items).
     max_body_size = 64 * MEGABYTE
     parser_classes = [DepthLimitedJSONParser]
+    lists_body_errors = True
 
     def post(self, request: Request) -> HttpResponseBase:
-        requests = generation_requests_from_body(request.data)
-        webhook_url = webhook_url_from_body(request.data)
+        body = request.data
+        requests = generation_requests_from_body(body)
+        webhook_url = webhook_url_from_body(body)
         key = idempotency_key_from_headers(request.headers)
         if webhook_url is not None:
             webhook_url_check(webhook_url)
-        self.check_acceptable()
         release = long_request_admit(request, creation_slot_acquire)
         try:
-            with idempotent(owner=request_owner(request), key=key, data=request.data) as claim:
+            with idempotent(owner=request_owner(request), key=key, data=body) as claim:
                 if claim.replay is not None:
                     return claim.replay
+
+                def answer(creation: BulkCreation) -> None:
+                    # Last, inside the transaction: a 406 undoes the creation and the charge,
+                    # and any other failure (402 first) is answered in its place.
+                    self.check_acceptable()
+                    claim.store(JsonBytesResponse(bulk_creation_data(creation, now=timezone.now())))
+
                 generations_bulk_create(
                     owner=request_owner(request),
                     api_key=request_api_key(request),
                     requests=requests,
                     webhook_url=webhook_url or "",
-                    before_commit=lambda creation: claim.store(
-                        JsonBytesResponse(bulk_creation_data(creation, now=timezone.now())),
-                        keep=bool(creation.generations),
-                    ),
+                    before_commit=answer,
                 )
         finally:
             release()

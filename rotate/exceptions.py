@@ -159,16 +159,21 @@ def _friendly_message(detail: Any) -> str:
     return str(detail)
 
 
+def body_refusal(exc: exceptions.ParseError | exceptions.UnsupportedMediaType) -> str:
+    """Why a body could not be read: a wrong content type or unparsable content is a
+    malformed request (contract §3), answered 400 with this message."""
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return f"Unsupported content type: {exc.detail}"
+    return f"Malformed request body: {exc.detail}"
+
+
 def _normalise(exc: Exception) -> Exception:
     # Django refuses too many parameters or too large a body (DATA_UPLOAD_MAX_*) with a
     # SuspiciousOperation, which DRF leaves unhandled: a malformed request, so 400.
     if isinstance(exc, SuspiciousOperation):
         return ValidationFailed("The request has too many parameters or is too large")
-    # A wrong content type or unparsable body is a malformed request (contract §3): 400.
-    if isinstance(exc, exceptions.UnsupportedMediaType):
-        return ValidationFailed(f"Unsupported content type: {exc.detail}")
-    if isinstance(exc, exceptions.ParseError):
-        return ValidationFailed(f"Malformed request body: {exc.detail}")
+    if isinstance(exc, exceptions.UnsupportedMediaType | exceptions.ParseError):
+        return ValidationFailed(body_refusal(exc))
     if isinstance(exc, Http404 | exceptions.NotFound) and not isinstance(exc, ApiError):
         return ResourceNotFound("resource")
     return exc

@@ -5,10 +5,9 @@ before doing anything; a concurrent retry finds the claim and gets 409. On Postg
 claimer also holds an advisory lock on its connection, so a claim left by a process that
 died (its connection gone, its lock free) is taken over at once. The response is
 written into the record inside the transaction that creates what it reports, so a retry
-sees either nothing created and no response, or both. A request that fails before
-creating anything releases its claim, so the same key may be tried again: one answered
-with an error, and one answered 200 whose every item failed (a fetch that timed out may
-work the second time).
+sees either nothing created and no response, or both. A request answered with an error
+(400, 401, 402, 406, 413, 429) releases its claim, so the same key may be tried again;
+every 200 is kept, one whose every item failed included (contract §9).
 """
 
 import hashlib
@@ -119,12 +118,11 @@ class Idempotency:
         self.lock = lock
         self.response: HttpResponse | None = None
 
-    def store(self, response: HttpResponse, *, keep: bool = True) -> None:
-        """Answer with `response`, kept as this key's answer unless `keep` is false (nothing
-        was created: a retry may do better); call inside the transaction that creates what
-        it reports."""
+    def store(self, response: HttpResponse) -> None:
+        """Answer with `response`, kept as this key's answer; call inside the transaction
+        that creates what it reports."""
         self.response = response
-        if self.record is None or not keep:
+        if self.record is None:
             return
         IdempotencyRecord.objects.filter(pk=self.record.pk, completed_at__isnull=True).update(
             completed_at=timezone.now(),

@@ -12,6 +12,7 @@ from rest_framework.exceptions import (
     AuthenticationFailed,
     NotAcceptable,
     NotAuthenticated,
+    ParseError,
     UnsupportedMediaType,
 )
 from rest_framework.parsers import BaseParser, FormParser
@@ -22,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from rotate.authentication import BearerKeyAuthentication
-from rotate.exceptions import envelope_exception_handler
+from rotate.exceptions import ValidationFailed, body_refusal, envelope_exception_handler
 from rotate.models import ApiKey, Owner
 from rotate.negotiation import AcceptOnlyContentNegotiation
 from rotate.parsers import DepthLimitedJSONParser, request_body_load, request_has_body
@@ -71,11 +72,20 @@ class ApiView(APIView):
     versioning_class = None
     # The largest request body the view reads, in bytes; past it, 413 (code 4011).
     max_body_size = MEGABYTE
+    # Whether a 400 for a body that cannot be read also lists it in `meta.errors` (at the
+    # path "" of the whole body), as a view whose other 400s list their problems must.
+    lists_body_errors = False
     # The 406 that content negotiation found, raised only once nothing else failed.
     _not_acceptable: NotAcceptable | None = None
 
     def get_exception_handler(self) -> Any:
         return envelope_exception_handler
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if self.lists_body_errors and isinstance(exc, ParseError | UnsupportedMediaType):
+            message = body_refusal(exc)
+            exc = ValidationFailed(message, errors=[{"path": "", "message": message}])
+        return super().handle_exception(exc)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         """Before the handler, in order: the failed-authentication throttle of the client's

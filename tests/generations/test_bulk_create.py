@@ -230,6 +230,27 @@ def test_malformed_request_fails_whole_with_paths(api_client, funded, body, frie
     assert credit_balance(owner=funded) == 100
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type", "friendly"),
+    [
+        (b'{"generations": [', "application/json", "Malformed request body: JSON parse error"),
+        (b"[" * 40 + b"]" * 40, "application/json", "Malformed request body: JSON nested deeper"),
+        (b'{"generations": []}', "text/plain", "Unsupported content type"),
+        (b"generations=x", "application/x-www-form-urlencoded", "Unsupported content type"),
+    ],
+    ids=["unparsable", "too deep", "text", "form"],
+)
+def test_unreadable_body_fails_whole_with_the_body_path(
+    api_client, funded, content, content_type, friendly
+):
+    response = api_client.post(URL, content, content_type=content_type)
+
+    meta = assert_error_envelope(response, status=400, code=4001, errors=ANY)["error"]["meta"]
+    assert meta["friendlyMessage"].startswith(friendly)
+    assert meta["errors"] == [{"path": "", "message": meta["friendlyMessage"]}]
+    assert not Generation.objects.exists()
+
+
 def test_optional_fields_may_be_null(api_client, funded):
     item = {"imageUrl": data_url(), "endImageUrl": None, "externalId": None, "description": None}
     response = post(api_client, {"generations": [item]})
@@ -270,18 +291,27 @@ def test_body_limit_is_64_mb(api_client, funded):
     assert_error_envelope(response, status=413, code=4011)
 
 
-def test_not_acceptable_creates_and_charges_nothing(api_client, funded):
-    response = post(
-        api_client, {"generations": [{"imageUrl": data_url()}]}, HTTP_ACCEPT="image/png"
-    )
+def test_not_acceptable_creates_charges_and_keeps_nothing(api_client, funded):
+    body = {"generations": [{"imageUrl": data_url()}]}
+    response = post(api_client, body, HTTP_ACCEPT="image/png", HTTP_IDEMPOTENCY_KEY="k")
+
     assert_error_envelope(response, status=406, code=4009)
     assert not Generation.objects.exists()
     assert credit_balance(owner=funded) == 100
+    assert stored_inputs(funded) == []
+    retried = post(api_client, body, HTTP_IDEMPOTENCY_KEY="k")  # the key was not spent
+    assert (retried.status_code, "Idempotency-Replayed" in retried) == (200, False)
+    assert Generation.objects.count() == 1
 
 
-def test_form_body_is_refused(api_client, funded):
-    response = api_client.post(URL, {"generations": "x"})
-    assert_error_envelope(response, status=400, code=4001)
+def test_not_acceptable_gives_way_to_insufficient_credits(api_client, user):
+    """Contract §2: a request that fails for another reason gets that reason, not a 406."""
+    credit_grant(owner=user, amount=5)
+    body = {"generations": [{"imageUrl": data_url()}, {"imageUrl": data_url()}]}
+
+    response = post(api_client, body, HTTP_ACCEPT="text/csv")
+
+    assert_error_envelope(response, status=402, code=4003, required=10, available=5)
 
 
 def test_unauthenticated_creates_nothing(client, db):
@@ -383,8 +413,9 @@ def test_lone_surrogate_escapes_are_400(api_client, funded, raw):
     response = api_client.post(
         URL, raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY="surrogate"
     )
-    body = assert_error_envelope(response, status=400, code=4001)
+    body = assert_error_envelope(response, status=400, code=4001, errors=ANY)
     assert "surrogate" in body["error"]["meta"]["friendlyMessage"]
+    assert [error["path"] for error in body["error"]["meta"]["errors"]] == [""]
 
 
 def test_surrogate_pairs_are_fine(api_client, funded):

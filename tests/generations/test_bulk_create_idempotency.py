@@ -217,14 +217,19 @@ def test_visible_ascii_key_of_255_characters_is_accepted(api_client, funded):
     assert IdempotencyRecord.objects.get().key == key
 
 
-def test_every_item_failing_stores_nothing_so_a_retry_can_create(api_client, funded):
-    """A 200 that created nothing (a fetch that failed may work next time) is not kept."""
+def test_a_200_whose_every_item_failed_is_kept_and_replayed(api_client, funded):
     failing = {"generations": [{"imageUrl": "data:image/png;base64,AAAA"}]}
     first = post(api_client, failing, HTTP_IDEMPOTENCY_KEY="k")
+    assert first.status_code == 200
     assert first.json()["data"]["generations"] == []
-    assert not IdempotencyRecord.objects.exists()
+
     again = post(api_client, failing, HTTP_IDEMPOTENCY_KEY="k")
-    assert "Idempotency-Replayed" not in again
+    other = post(api_client, body(), HTTP_IDEMPOTENCY_KEY="k")
+
+    assert (again.status_code, again["Idempotency-Replayed"]) == (200, "true")
+    assert again.content == first.content
+    assert_error_envelope(other, status=422, code=4013)
+    assert not Generation.objects.exists()
 
 
 def test_without_key_every_request_is_new(api_client, funded):
