@@ -155,10 +155,12 @@ def _rejected(refused: OutboundRefused) -> ImageRejected:
     return ImageRejected(f"image_{refused.kind}", refused.reason)
 
 
-def _parse_http_url(url: str) -> OutboundTarget:
+def _parse_http_url(
+    url: str, scheme_error: str = "not an http, https or data URL"
+) -> OutboundTarget:
     """Checks the syntax of an http(s) URL (contract §9, image_bad_url)."""
     try:
-        return outbound_url_parse(url, scheme_error="not an http, https or data URL")
+        return outbound_url_parse(url, scheme_error=scheme_error)
     except OutboundRefused as refused:
         raise _rejected(refused) from None
 
@@ -193,7 +195,10 @@ def _fetch(url: str, limits: _Limits) -> IO[bytes]:
                     redirects += 1
                     if redirects > limits.max_redirects:
                         raise ImageRejected("image_too_many_redirects", "too many redirects")
-                    target = _parse_http_url(urljoin(target.url, location.strip()))
+                    target = _parse_http_url(
+                        urljoin(target.url, location.strip()),
+                        scheme_error="redirected to a URL that is not http or https",
+                    )
                     continue
                 if response.status != 200:
                     raise ImageRejected("image_unreachable", f"HTTP status {response.status}")

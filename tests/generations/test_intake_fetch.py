@@ -531,6 +531,20 @@ def test_intake_follows_redirects(server, status):
     assert image_accept(server.url("/old")).width == 12
 
 
+@pytest.mark.parametrize(
+    "location", ["data:image/png;base64,AAAA", "ftp://a/b.png", "file:///etc/passwd"]
+)
+def test_intake_refuses_a_redirect_to_another_scheme(server, location):
+    server.redirect("/old", location)
+
+    error = rejected(server.url("/old"))
+
+    assert (error.code, error.reason) == (
+        "image_bad_url",
+        "redirected to a URL that is not http or https",
+    )
+
+
 def chain(server, hops: int) -> str:
     """`hops` redirects before the image; the URL of the first."""
     for hop in range(hops):
