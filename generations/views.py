@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from generations.bulk_input import generation_requests_from_body, webhook_url_from_body
 from generations.creation import BulkCreation, generations_bulk_create
+from generations.http_semantics import EXPOSED_HEADERS
 from generations.key_slots import creation_slot_acquire
 from generations.lifecycle import generation_cancel
 from generations.links import TOKEN_PARAM, SignedLinkAuthentication, download_link_create
@@ -92,6 +93,7 @@ class GenerationDownloadView(ApiView):
 
     authentication_classes = [BearerKeyAuthentication, SignedLinkAuthentication]
     renderer_classes = [ZipRenderer, JSONRenderer]
+    exposed_headers = EXPOSED_HEADERS
 
     def post(self, request: Request) -> HttpResponseBase:
         return self._download(request, download_ids_from_body(request.data))
@@ -137,6 +139,7 @@ class GenerationVideoView(ApiView):
     """E3 `GET generations/{id}`: one video, resumable."""
 
     renderer_classes = [Mp4Renderer, JSONRenderer]
+    exposed_headers = EXPOSED_HEADERS
 
     def get(self, request: Request, generation_id: str) -> HttpResponseBase:
         generation = owned_generation(request, generation_id)

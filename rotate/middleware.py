@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from rotate.conf import rotate_settings
@@ -79,7 +80,7 @@ def _enveloped(request: HttpRequest, response: HttpResponseBase) -> HttpResponse
 
     Nothing of the original body is kept: a debug page names paths, settings and code.
     """
-    body = envelope_json_for_status(response.status_code)
+    body = envelope_json_for_status(response.status_code, _friendly_message(request, response))
     enveloped = HttpResponse(
         b"" if request.method == "HEAD" else body,
         status=response.status_code,
@@ -92,6 +93,17 @@ def _enveloped(request: HttpRequest, response: HttpResponseBase) -> HttpResponse
     enveloped.cookies = response.cookies
     response.close()
     return enveloped
+
+
+def _friendly_message(request: HttpRequest, response: HttpResponseBase) -> str | None:
+    """What Django's own 400 refused, when it can be told without its page: the one such
+    400 a client can fix is a `Host` outside ALLOWED_HOSTS."""
+    if response.status_code == 400:
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return "The Host header names a host this server does not answer for"
+    return None
 
 
 class ApiEnvelopeMiddleware:

@@ -72,6 +72,9 @@ class ApiView(APIView):
     versioning_class = None
     # The largest request body the view reads, in bytes; past it, 413 (code 4011).
     max_body_size = MEGABYTE
+    # Response headers a cross-origin script may read (`Access-Control-Expose-Headers`) on
+    # every answer of the view, errors included: a 404 may carry headers worth reading.
+    exposed_headers: str | None = None
     # Whether a 400 for a body that cannot be read also lists it in `meta.errors` (at the
     # path "" of the whole body), as a view whose other 400s list their problems must.
     lists_body_errors = False
@@ -159,6 +162,8 @@ class ApiView(APIView):
             request.accepted_media_type = JSONRenderer.media_type
         response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[arg-type]
         response.setdefault("Cache-Control", "private, no-store")
+        if self.exposed_headers:
+            response.setdefault("Access-Control-Expose-Headers", self.exposed_headers)
         # Also set by rotate.middleware for the rest of the API prefix; here so our views
         # carry it in a site that mounts them elsewhere.
         response.setdefault(REQUEST_ID_HEADER, request_id(request))

@@ -196,6 +196,30 @@ def test_download_headers(api_client, world):
     assert int(response["Content-Length"]) == len(body)
 
 
+@pytest.mark.parametrize(
+    "answer",
+    ["404 nothing downloadable", "412", "416", "E3 416", "E3 404", "E3 410"],
+)
+def test_download_error_answers_expose_the_headers_too(api_client, world, answer):
+    """Contract §4: browser code reads the skipped headers of a 404 (and a 416's
+    Content-Range), so error answers carry the same Access-Control-Expose-Headers."""
+    ready = world["ready"].pk
+    response = {
+        "404 nothing downloadable": lambda: get_ids(api_client, [world["rotating"].pk]),
+        "412": lambda: get_ids(api_client, [ready], HTTP_IF_MATCH='"other"'),
+        "416": lambda: get_ids(api_client, [ready], HTTP_RANGE="bytes=999999999-"),
+        "E3 416": lambda: api_client.get(
+            f"/api/v1/generations/{ready}", HTTP_RANGE="bytes=999999999-"
+        ),
+        "E3 404": lambda: api_client.get(f"/api/v1/generations/{world['rotating'].pk}"),
+        "E3 410": lambda: api_client.get(f"/api/v1/generations/{world['expired_ready'].pk}"),
+    }[answer]()
+
+    assert response.status_code >= 400
+    exposed = {h.strip().lower() for h in response["Access-Control-Expose-Headers"].split(",")}
+    assert exposed >= EXPOSED
+
+
 def test_download_is_deterministic(api_client, world):
     ids = [world["ready_no_name"].pk, world["ready"].pk]
     first, second = get_ids(api_client, ids), post_ids(api_client, ids)

@@ -121,8 +121,11 @@ def test_api_unknown_path_head_has_no_body(debug: bool) -> None:
 def test_api_refused_host_is_an_enveloped_400(debug: bool, host: str) -> None:
     response = Client().get(LIST_URL, HTTP_HOST=host)
 
-    assert_error_envelope(
+    body = assert_error_envelope(
         response, status=400, code=4001, message="Validation failed", title="Validation Error"
+    )
+    assert body["error"]["meta"]["friendlyMessage"] == (
+        "The Host header names a host this server does not answer for"
     )
     assert_no_leak(response)
     assert_request_id(response)
