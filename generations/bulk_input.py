@@ -26,7 +26,7 @@ class GenerationRequest:
     index: int
     image_url: str
     end_image_url: str | None = None
-    external_id: str = ""
+    external_id: str | None = None
     description: str = ""
 
 
@@ -73,7 +73,7 @@ def _item(value: Any, index: int, problems: _Problems) -> GenerationRequest | No
         index=index,
         image_url=image_url,
         end_image_url=fields["endImageUrl"],
-        external_id=fields["externalId"] or "",
+        external_id=fields["externalId"],
         description=fields["description"] or "",
     )
 

@@ -38,7 +38,7 @@ class FailedItem:
     """An item whose image could not be used: `field` names it, `code` is stable."""
 
     index: int
-    external_id: str
+    external_id: str | None
     field: str
     code: str
     error: str

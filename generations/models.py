@@ -72,7 +72,8 @@ class Generation(models.Model):
         related_name="generations",
         help_text="The key that created this generation, if recorded.",
     )
-    external_id = models.CharField(max_length=255, blank=True, default="")
+    # The client's own name for it, kept as sent ("" included); None when none was sent.
+    external_id = models.CharField(max_length=255, blank=True, null=True, default=None)  # noqa: DJ001
     # Where its end (succeeded, failed, canceled) is reported (contract §12); "" for nowhere.
     webhook_url = models.CharField(max_length=2048, blank=True, default="")
     description = models.TextField(max_length=1000, blank=True, default="")

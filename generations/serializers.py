@@ -95,7 +95,7 @@ def generation_status_data(generation: Generation, *, now: datetime) -> dict[str
     status = generation.status_at(now)
     return {
         "id": generation.pk,
-        "external_id": generation.external_id or None,
+        "external_id": generation.external_id,
         "status": status,
         "created_at": iso_datetime(generation.created_at),
         "updated_at": iso_datetime(generation.updated_at),
@@ -121,7 +121,7 @@ def bulk_creation_data(creation: "BulkCreation", *, now: datetime) -> dict[str, 
             "failedGenerations": [
                 {
                     "id": str(item.index),
-                    "externalId": item.external_id or None,
+                    "externalId": item.external_id,
                     "field": item.field,
                     "code": item.code,
                     "error": item.error,

@@ -20,7 +20,7 @@ from rotate.models import Owner
 def generation_create(
     *,
     owner: Owner,
-    external_id: str = "",
+    external_id: str | None = None,
     created_at: datetime | None = None,
     **details: Any,
 ) -> Generation:

@@ -42,7 +42,7 @@ class GenerationFactory(factory.Factory):
         model = Generation
 
     owner = factory.SubFactory(UserFactory)
-    external_id = ""
+    external_id = None
     status = Generation.Status.STARTING
     video = None
     created_at = None

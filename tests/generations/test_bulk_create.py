@@ -258,6 +258,23 @@ def test_optional_fields_may_be_null(api_client, funded):
     assert response.json()["data"]["generations"][0]["external_id"] is None
 
 
+@pytest.mark.parametrize("external_id", ["", " ", "Mug #2 / ünïcode"])
+def test_external_id_is_kept_as_sent(api_client, funded, external_id):
+    body = {
+        "generations": [
+            {"imageUrl": data_url(), "externalId": external_id},
+            {"imageUrl": "gopher://x", "externalId": external_id},
+        ]
+    }
+    data = post(api_client, body).json()["data"]
+
+    created = data["generations"][0]
+    assert created["external_id"] == external_id
+    assert data["failedGenerations"][0]["externalId"] == external_id
+    status = api_client.get(f"/api/v1/generations/{created['id']}/status").json()
+    assert status["external_id"] == external_id
+
+
 def test_insufficient_credits_creates_and_charges_nothing(api_client, user):
     credit_grant(owner=user, amount=12)
     body = {"generations": [{"imageUrl": data_url()} for _ in range(3)]}
