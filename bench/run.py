@@ -594,6 +594,19 @@ def ratio_rows(results: dict) -> list[tuple[str, str, str, float | None]]:
                 reader["ratio"],
             )
         )
+    relay = results.get("s3_lean_relay")
+    if relay and "curl" in relay:
+        for mode, how in (("copy", "recv_into + sendall"), ("splice", "os.splice")):
+            run, cpu = relay[mode], relay[mode]["median_cpu_seconds"]
+            rows.append(
+                (
+                    f"lean relay of the S3 objects ({how}, next object requested ahead) ÷ curl",
+                    f"{run['ratio_to_curl']:.3f}: {run['median_seconds']:.3f} s; CPU s: moto "
+                    f"{cpu['moto']:.2f}, relay {cpu['relay']:.2f}, curl {cpu['curl']:.2f}",
+                    "",
+                    run["ratio_to_curl"],
+                )
+            )
     for name, key, target in (("s3_latency", "ratio", "≤ 1.2"),):
         if name in results and key in results[name]:
             ratio = results[name][key]
@@ -692,6 +705,7 @@ def main() -> None:
         bench_memory_flatness(results)
         run_script(results, "s3_latency", "s3_latency.py")
         run_script(results, "s3_reader", "s3_reader.py")
+        run_script(results, "s3_lean_relay", "s3_lean_relay.py")
         run_script(results, "asgi_slow_clients", "asgi_slow_clients.py")
         run_script(results, "bulk_create", "bulk_create.py")
         run_script(results, "render_latency", "render_latency.py")
