@@ -3,9 +3,10 @@
 Builds the sdist and wheel, installs the wheel into a fresh virtualenv, runs `django-admin
 startproject` with a custom user model, pastes the snippets of docs/install.md as written
 there (read from the page by their `<!-- host-snippet: FILE [VARIANT] -->` marker, never
-copied here), migrates, creates a generation the documented way (E6 with a data URL, then
-`generations_render`) and downloads its zip from `runserver` — for a site without DRF, and
-for one that already uses DRF with settings of its own.
+copied here), imports its Celery app module with DJANGO_SETTINGS_MODULE unset, migrates,
+creates a generation the documented way (E6 with a data URL, then `generations_render`)
+and downloads its zip from `runserver` — for a site without DRF, and for one that already
+uses DRF with settings of its own.
 """
 
 import io
@@ -79,6 +80,20 @@ print(json.dumps({
     "as_written": getattr(settings, "REST_FRAMEWORK_AS_WRITTEN", None),
     "authentication": [c.__name__ for c in api_settings.DEFAULT_AUTHENTICATION_CLASSES],
     "installed_apps": settings.INSTALLED_APPS,
+}))
+"""
+
+CELERY_PROBE = """
+import json
+import os
+
+assert "DJANGO_SETTINGS_MODULE" not in os.environ
+from hostsite.celery import app
+
+print(json.dumps({
+    "settings_module": os.environ.get("DJANGO_SETTINGS_MODULE"),
+    "main": app.main,
+    "beat_schedule": sorted(app.conf.beat_schedule),  # read from Django's settings
 }))
 """
 
@@ -225,6 +240,13 @@ def test_host_site_follows_the_install_page(dist, constraints, tmp_path, host_us
         )
     )
 
+    # ... and its Celery app module is imported the way `celery --app` does, with
+    # DJANGO_SETTINGS_MODULE unset (no worker is started). The host's virtualenv has no
+    # Celery (E6 would try to publish), so this runs on the suite's own, which has it.
+    (celery_py,) = install_page_snippets("celery.py", variants={None})
+    (host / "hostsite" / "celery.py").write_text(celery_py.replace("mysite", "hostsite"))
+    celery_app = json.loads(run(sys.executable, "-c", CELERY_PROBE, cwd=host, env=env))
+
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
@@ -276,6 +298,13 @@ def test_host_site_follows_the_install_page(dist, constraints, tmp_path, host_us
     assert unauthorised_status == 401
     assert json.loads(unauthorised_body)["error"]["code"] == 4002
     assert probe["installed_apps"].count("rest_framework") == 1
+    assert celery_app["settings_module"] == "hostsite.settings"
+    assert celery_app["main"] == "hostsite"
+    assert {
+        "generations-expire",
+        "generations-watch-renders",
+        "generations-sweep-webhooks",
+    } <= set(celery_app["beat_schedule"])
     if host_uses_drf:
         # the host's DRF settings are as it wrote them, plus the one it opted into
         assert probe["rest_framework"] == {
