@@ -6,15 +6,18 @@ Two departures from `DefaultContentNegotiation`:
   the query string and answers 404 when no renderer has that format: `?format=api` made an
   existing generation "not found". Our API has no such parameter, so it is ignored like any
   other unknown one.
-- A media range with `q=0` is dropped: it means "not acceptable" (RFC 9110 §12.5.1), so
-  `Accept: */*;q=0` is a 406, not a zip. The remaining ranges keep DRF's precedence (most
-  specific first; other q-values do not reorder them).
+- A media range with `q=0` means "not acceptable" (RFC 9110 §12.5.1): a renderer whose most
+  specific matching range has `q=0` is out (`application/json;q=0, */*` refuses JSON), and
+  the range itself is dropped, so `Accept: */*;q=0` is a 406, not a zip. The remaining
+  ranges keep DRF's precedence (most specific first; other q-values do not reorder them).
 """
 
 from typing import Any
 
 from django.http.request import MediaType
+from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
@@ -40,3 +43,20 @@ class AcceptOnlyContentNegotiation(DefaultContentNegotiation):
         return [
             token for token in super().get_accept_list(request) if MediaType(token).quality != 0
         ]
+
+    def select_renderer(
+        self, request: Request, renderers: Any, format_suffix: str | None = None
+    ) -> Any:
+        ranges = [MediaType(token) for token in super().get_accept_list(request)]
+        kept = [renderer for renderer in renderers if not _refused(renderer, ranges)]
+        if not kept:
+            raise NotAcceptable(available_renderers=renderers)
+        return super().select_renderer(request, kept, format_suffix)
+
+
+def _refused(renderer: BaseRenderer, ranges: list[MediaType]) -> bool:
+    """Whether the most specific range matching the renderer's media type has `q=0`."""
+    matching = [media_range for media_range in ranges if media_range.match(renderer.media_type)]
+    if not matching:
+        return False
+    return max(matching, key=lambda media_range: media_range.specificity).quality == 0

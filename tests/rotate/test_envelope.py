@@ -507,6 +507,40 @@ def test_accept_q_zero_refuses_a_download_that_would_succeed(
 
 
 @pytest.mark.parametrize(
+    "accept",
+    [
+        "application/json;q=0, */*",
+        "application/json;q=0, application/*",
+        "*/*, application/*;q=0",
+        "application/json; q=0.000, */*;q=0.5",
+    ],
+)
+def test_a_more_specific_q_zero_refuses_what_a_wildcard_allows(
+    api_client: APIClient, user: Any, accept: str
+) -> None:
+    """RFC 9110 §12.5.1: the most specific range matching a media type gives its quality."""
+    generation = GenerationFactory(owner=user)
+
+    response = api_client.get(STATUS_URL.format(generation.pk), HTTP_ACCEPT=accept)
+
+    assert_not_acceptable(response)
+
+
+def test_a_wildcard_download_survives_json_refused(
+    api_client: APIClient, user: Any, mp4_bytes: bytes
+) -> None:
+    generation = GenerationFactory(owner=user, video=mp4_bytes)
+
+    response = api_client.get(
+        DOWNLOAD_URL, {"ids": str(generation.pk)}, HTTP_ACCEPT="application/json;q=0, */*"
+    )
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/zip"
+    response.close()
+
+
+@pytest.mark.parametrize(
     "accept", ["application/json;q=0.5", "application/json;q=0.001", "*/*;q=0, application/json"]
 )
 def test_accept_with_a_nonzero_q_is_served(api_client: APIClient, user: Any, accept: str) -> None:
