@@ -5,6 +5,7 @@ Standard library only; Linux (/proc) only.
 """
 
 import os
+import resource
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -25,6 +26,12 @@ def process_tree(pid: int) -> list[int]:
         tree.append(current)
         todo.extend(children.get(current, []))
     return tree
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's children that ended and were waited for (curl runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def cpu_seconds(pids: list[int]) -> float:

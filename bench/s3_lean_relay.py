@@ -12,23 +12,22 @@ the machine's cores, so what a relay costs in CPU slows moto and curl down too. 
 
 import json
 import os
-import resource
 import socket
 import statistics
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from processes import cpu_seconds, process_tree
-from s3_reader import curl_all, presigned_urls
+from processes import children_cpu_seconds, cpu_seconds, process_tree
+from s3_reader import OBJECT_BYTES, OBJECTS, curl_all, objects_store
 
-from tests.s3_server import bucket_create, moto_server, s3_admin_client
+from tests.s3_server import moto_server
 
-OBJECTS, OBJECT_BYTES = 100, 20 * 2**20
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 CHUNK = 4 * 2**20  # the app's READ_CHUNK_SIZE
 
@@ -107,25 +106,9 @@ def relay_server(urls: list[str], splice: bool) -> int:
     return int(listener.getsockname()[1])
 
 
-def _own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def s3_lean_relay(rounds: int = ROUNDS) -> dict[str, object]:
     with moto_server() as endpoint_url:
-        bucket = bucket_create(endpoint_url)
-        admin = s3_admin_client(endpoint_url)
-        body = os.urandom(OBJECT_BYTES)
-        keys = [f"bench/{index:03d}.mp4" for index in range(OBJECTS)]
-        for key in keys:
-            admin.put_object(Bucket=bucket, Key=key, Body=body)
-        urls = presigned_urls(admin, bucket, keys)
+        _, _, urls = objects_store(endpoint_url, os.urandom(OBJECT_BYTES))
         moto = process_tree(os.getpid())[1:]  # our one child process while no curl runs
         relays = {
             "copy": f"http://127.0.0.1:{relay_server(urls, splice=False)}/",
@@ -141,9 +124,9 @@ def s3_lean_relay(rounds: int = ROUNDS) -> dict[str, object]:
             run()  # warm up: moto's caches, the relays' threads
         for _ in range(rounds):
             for name, run in runs.items():
-                before = (cpu_seconds(moto), _own_cpu(), _children_cpu())
+                before = (cpu_seconds(moto), time.process_time(), children_cpu_seconds())
                 times[name].append(run())
-                after = (cpu_seconds(moto), _own_cpu(), _children_cpu())
+                after = (cpu_seconds(moto), time.process_time(), children_cpu_seconds())
                 spent = [end - start for start, end in zip(before, after, strict=True)]
                 cpu[name].append(dict(zip(("moto", "relay", "curl"), spent, strict=True)))
     cores = os.cpu_count() or 1

@@ -9,7 +9,6 @@ full download's ratio: moto, our server and the client share the cores. Prints J
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from django.conf import settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from processes import children_cpu_seconds
 from s3_latency import archive_read_seconds, timings
 
 from tests.s3_server import bucket_create, moto_server, s3_admin_client, s3_video_storage
@@ -46,9 +46,15 @@ def presigned_urls(client: object, bucket: str, keys: list[str]) -> list[str]:
     ]
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def objects_store(endpoint_url: str, body: bytes) -> tuple[str, list[str], list[str]]:
+    """OBJECTS copies of `body` in a new bucket of moto's server: the bucket, the object
+    names and their presigned URLs."""
+    bucket = bucket_create(endpoint_url)
+    admin = s3_admin_client(endpoint_url)
+    names = [f"bench/{index:03d}.mp4" for index in range(OBJECTS)]
+    for name in names:
+        admin.put_object(Bucket=bucket, Key=name, Body=body)
+    return bucket, names, presigned_urls(admin, bucket, names)
 
 
 def s3_reader(rounds: int = ROUNDS) -> dict[str, object]:
@@ -58,14 +64,9 @@ def s3_reader(rounds: int = ROUNDS) -> dict[str, object]:
     from django.test.utils import override_settings
 
     with moto_server() as endpoint_url:
-        bucket = bucket_create(endpoint_url)
-        admin = s3_admin_client(endpoint_url)
         body = os.urandom(OBJECT_BYTES)
-        names = [f"bench/{index:03d}.mp4" for index in range(OBJECTS)]
-        for name in names:
-            admin.put_object(Bucket=bucket, Key=name, Body=body)
+        bucket, names, urls = objects_store(endpoint_url, body)
         crcs = [zlib.crc32(body)] * OBJECTS
-        urls = presigned_urls(admin, bucket, names)
         with override_settings(
             STORAGES={"videos": s3_video_storage(endpoint_url, bucket)},
             GENERATIONS={"STORAGE_ALIAS": "videos"},
@@ -77,9 +78,9 @@ def s3_reader(rounds: int = ROUNDS) -> dict[str, object]:
                 started = time.process_time()
                 times["reader"].append(archive_read_seconds(names, crcs, OBJECT_BYTES))
                 cpu["reader"].append(time.process_time() - started)
-                started = _children_cpu()
+                started = children_cpu_seconds()
                 times["curl"].append(curl_all(urls))
-                cpu["curl"].append(_children_cpu() - started)
+                cpu["curl"].append(children_cpu_seconds() - started)
     return {
         "objects": OBJECTS,
         "object_bytes": OBJECT_BYTES,
