@@ -29,6 +29,25 @@ def require_executable(name: str) -> str:
     return path
 
 
+SERVER_LOG_TAIL = 6000  # characters of each log shown with a failure
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's server logs (`*.log` in its tmp_path: gunicorn, uvicorn, nginx, Celery)
+    are shown with the failure: a reset or a 500 from a real server is explained there, and
+    CI keeps nothing else of the server."""
+    report = yield
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.failed and isinstance(tmp_path, Path):
+        for log in sorted(tmp_path.glob("*.log")):
+            text = log.read_text(errors="replace")
+            report.sections.append(
+                (f"{log.name} (last {SERVER_LOG_TAIL} characters)", text[-SERVER_LOG_TAIL:])
+            )
+    return report
+
+
 @pytest.fixture(autouse=True)
 def failed_auth_forgotten() -> None:
     """Each test starts with no failed authentication counted against the test client's
