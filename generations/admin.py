@@ -227,6 +227,12 @@ class GenerationAdmin(admin.ModelAdmin):
             generation_expire(generation=generation)
         self.message_user(request, f"Expired {len(queryset)} generation(s).", messages.SUCCESS)
 
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        """Never: a deleted row takes its charge or refund with it, so a paid generation
+        would end with neither a video nor its credits back. Generations end by cancel,
+        expiry or failure, and the sweep deletes their files."""
+        return False
+
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.cancel_generation")
 
@@ -235,19 +241,32 @@ class GenerationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel (credits come back)", permissions=["cancel"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        """E9 for staff: `starting` ones at once, `rotating` ones when their renderer stops."""
-        outcome = [generation_cancel(generation=generation).status for generation in queryset]
-        LogEntry.objects.log_actions(
-            user_id=staff_user_id(request),
-            queryset=queryset,
-            action_flag=CHANGE,
-            change_message="Cancelled (credits refunded once it stopped).",
-        )
+        """E9 for staff: `starting` ones at once, `rotating` ones when their renderer stops.
+        Only the generations the cancel changed get an entry in their history."""
+        cancelled, stopping = [], []
+        for generation in queryset:
+            was_cancelled = generation.status == Generation.Status.CANCELED
+            was_asked = generation.cancel_requested_at is not None
+            generation = generation_cancel(generation=generation)
+            if generation.status == Generation.Status.CANCELED and not was_cancelled:
+                cancelled.append(generation.pk)
+            elif generation.cancel_requested_at is not None and not was_asked:
+                stopping.append(generation.pk)
+        for ids, change_message in [
+            (cancelled, "Cancelled (credits refunded)."),
+            (stopping, "Asked its renderer to stop: cancelled, credits refunded, when it does."),
+        ]:
+            if ids:
+                LogEntry.objects.log_actions(
+                    user_id=staff_user_id(request),
+                    queryset=Generation.objects.filter(pk__in=ids),
+                    action_flag=CHANGE,
+                    change_message=change_message,
+                )
         self.message_user(
             request,
-            f"Cancelled {outcome.count(Generation.Status.CANCELED)}, asked "
-            f"{outcome.count(Generation.Status.ROTATING)} rendering one(s) to stop; the rest "
-            "had finished.",
+            f"Cancelled {len(cancelled)}, asked {len(stopping)} rendering one(s) to stop; the "
+            "rest had already finished or been cancelled.",
             messages.SUCCESS,
         )
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from generations.conf import generations_settings
 from generations.models import Generation
 from generations.storage import video_reader_open, video_storage
+from generations.webhooks import webhook_event_record
 from rotate.models import Owner
 
 
@@ -82,22 +83,82 @@ def video_store(*, generation: Generation, file: IO[bytes]) -> StoredVideo:
     return StoredVideo(name=name, size=checksummed.bytes_read, crc32=checksummed.crc32)
 
 
+class VideoNotAttachable(ValueError):
+    """The generation can no longer end with a video."""
+
+
 def generation_attach_video(
     *, generation: Generation, file: IO[bytes], completed_at: datetime | None = None
 ) -> Generation:
     """Store the video, record its size and CRC-32, and mark the generation succeeded
-    (operators; renders go through `generations.lifecycle.generation_succeed`)."""
-    previous = generation.video.name
+    (operators, seeds; renders go through `generations.lifecycle.generation_succeed`).
+
+    A generation ends with exactly one of a video or a refund, and a video must arrive
+    before `expires_at` to be served at all: so only a `starting`, `rotating` or `succeeded`
+    generation, not refunded, not being cancelled and live at `completed_at` (default now)
+    takes one; else VideoNotAttachable, with nothing stored. A succeeded one's video is
+    replaced (the old file deleted after the commit); a new success records its webhook.
+    """
+    completed_at = completed_at or timezone.now()
+    attachable = Generation.objects.filter(
+        pk=generation.pk,
+        status__in=[
+            Generation.Status.STARTING,
+            Generation.Status.ROTATING,
+            Generation.Status.SUCCEEDED,
+        ],
+        refunded=False,
+        cancel_requested_at__isnull=True,
+        expires_at__gt=completed_at,
+    )
+    if not attachable.exists():  # before storing anything; checked again under the lock
+        raise VideoNotAttachable(_not_attachable(generation.pk, completed_at))
     stored = video_store(generation=generation, file=file)
-    generation.video = stored.name
-    generation.video_size = stored.size
-    generation.video_crc32 = stored.crc32
-    generation.status = Generation.Status.SUCCEEDED
-    generation.completed_at = completed_at or timezone.now()
-    generation.save()
-    if previous and previous != generation.video.name:
-        transaction.on_commit(lambda: video_storage.delete(previous))
+    try:
+        with transaction.atomic():
+            locked = attachable.select_for_update().values_list("video", "status").first()
+            if locked is None:
+                raise VideoNotAttachable(_not_attachable(generation.pk, completed_at))
+            previous, status_before = locked
+            generation.video = stored.name
+            generation.video_size = stored.size
+            generation.video_crc32 = stored.crc32
+            generation.status = Generation.Status.SUCCEEDED
+            generation.progress = None
+            generation.completed_at = completed_at
+            generation.save(
+                update_fields=[
+                    "video",
+                    "video_size",
+                    "video_crc32",
+                    "status",
+                    "progress",
+                    "completed_at",
+                    "updated_at",
+                ]
+            )
+            if status_before != Generation.Status.SUCCEEDED:
+                webhook_event_record(generation_id=generation.pk, now=completed_at)
+            if previous and previous != stored.name:
+                transaction.on_commit(lambda: video_storage.delete(previous))
+    except BaseException:
+        video_storage.delete(stored.name)
+        raise
     return generation
+
+
+def _not_attachable(generation_id: int, at: datetime) -> str:
+    """Why the generation takes no video (read again: the caller's copy may be stale)."""
+    row = Generation.objects.get(pk=generation_id)
+    if row.refunded:
+        reason = "its credits were refunded"
+    elif row.cancel_requested_at is not None:
+        reason = "it is being cancelled"
+    elif row.expires_at <= at:
+        reason = f"it expired at {row.expires_at.isoformat()}"
+    else:
+        reason = f"it is {row.status}"
+    return f"Generation {generation_id} cannot take a video: {reason}."
 
 
 def generation_record_checksum(*, generation: Generation) -> Generation:

@@ -55,7 +55,11 @@ def ready_generation(
     created_at: datetime | None = None,
 ) -> Generation:
     generation = generation_create(owner=owner, external_id=external_id, created_at=created_at)
-    return generation_attach_video(generation=generation, file=ContentFile(data, name="v.mp4"))
+    return generation_attach_video(
+        generation=generation,
+        file=ContentFile(data, name="v.mp4"),
+        completed_at=generation.created_at,  # rendered at once: while it was live
+    )
 
 
 def generation_in_state(

@@ -53,5 +53,9 @@ class GenerationFactory(factory.Factory):
             kwargs.pop("created_at", None)
         generation = generation_create(**kwargs)
         if video is not None:
-            generation_attach_video(generation=generation, file=io.BytesIO(video))
+            # rendered as soon as it was created: a video arrives while its generation is live
+            completed_at = generation.created_at if "created_at" in kwargs else None
+            generation_attach_video(
+                generation=generation, file=io.BytesIO(video), completed_at=completed_at
+            )
         return generation

@@ -21,7 +21,8 @@ from django.utils import timezone
 from generations.services import generation_attach_video, generation_create
 owner = get_user_model().objects.create(username="sweep")
 old = generation_create(owner=owner, created_at=timezone.now() - timedelta(hours=3))
-generation_attach_video(generation=old, file=io.BytesIO(b"expired video"))
+video = io.BytesIO(b"expired video")
+generation_attach_video(generation=old, file=video, completed_at=old.created_at)
 live = generation_create(owner=owner)
 generation_attach_video(generation=live, file=io.BytesIO(b"live video"))
 print(old.pk, old.video.name, live.pk, live.video.name)

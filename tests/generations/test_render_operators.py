@@ -152,3 +152,37 @@ def test_render_command_to_a_file_reports_a_renderer_failure(created, settings, 
     with pytest.raises(CommandError, match="model_rejected"):
         call_command("generations_render", str(created.pk), "--output", str(tmp_path / "x.mp4"))
     assert not Path(tmp_path / "x.mp4").exists()
+
+
+def test_cancel_action_records_history_only_for_the_generations_it_changed(created, user):
+    from django.contrib.admin.models import LogEntry
+
+    from tests.factories import GenerationFactory
+
+    # given a paid starting generation beside a succeeded and a failed one
+    done = GenerationFactory(owner=user, video=b"\0\0\0\x18ftypisom")
+    failed = GenerationFactory(owner=user, status=Generation.Status.FAILED)
+
+    # when staff cancel all three
+    response = act(staff_with("cancel_generation"), "cancel", created, done, failed)
+
+    # then only the one it cancelled says so in its history, and the message counts it
+    history = {entry.object_id: entry.change_message for entry in LogEntry.objects.all()}
+    assert history == {str(created.pk): "Cancelled (credits refunded)."}
+    assert "Cancelled 1, asked 0 rendering one(s) to stop" in response.content.decode()
+
+
+def test_no_staff_can_delete_a_generation_so_no_charge_disappears(created, user):
+    # given a superuser and a paid generation not rendered yet
+    superuser = UserFactory(is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(superuser)
+
+    # then neither its delete page nor the bulk delete action is offered or works
+    assert client.get(f"{CHANGELIST}{created.pk}/delete/").status_code == 403
+    choices = dict(client.get(CHANGELIST).context["action_form"].fields["action"].choices)
+    assert "delete_selected" not in choices
+    act(client, "delete_selected", created)
+    assert Generation.objects.filter(pk=created.pk).exists()
+    assert credit_balance(owner=user) == 5
+    assert credit_reconcile() == []

@@ -11,8 +11,9 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from generations.models import Generation
-from generations.services import generation_attach_video, generation_create
+from generations.lifecycle import generation_refund
+from generations.models import Generation, WebhookDelivery
+from generations.services import VideoNotAttachable, generation_attach_video, generation_create
 from generations.storage import video_storage
 from tests.factories import GenerationFactory
 
@@ -307,3 +308,35 @@ def test_generation_attach_video_uses_storage_alias_resolved_at_use(
     assert not (tmp_path / later.video.name).exists()
     assert not video_storage.exists(generation.video.name)
     assert video_storage.exists(later.video.name)
+
+
+def test_generation_attach_video_records_the_succeeded_webhook_once(user, mp4_bytes):
+    # given a generation in progress whose owner asked for a webhook
+    generation = GenerationFactory(
+        owner=user, status=Generation.Status.ROTATING, webhook_url="https://hooks.example/x"
+    )
+
+    # when an operator attaches its video, then replaces it
+    generation_attach_video(generation=generation, file=io.BytesIO(mp4_bytes))
+    generation_attach_video(generation=generation, file=io.BytesIO(mp4_bytes))
+
+    # then the one success is reported once
+    deliveries = WebhookDelivery.objects.filter(generation=generation)
+    assert [d.event_type for d in deliveries] == ["generation.succeeded"]
+
+
+def test_generation_attach_video_refuses_a_refunded_generation_before_storing(
+    user, mp4_bytes, storage_root
+):
+    # given a failed generation whose credits came back
+    generation = GenerationFactory(owner=user, status=Generation.Status.FAILED, credits=3)
+    assert generation_refund(generation_id=generation.pk)
+
+    # when a video is attached to it
+    with pytest.raises(VideoNotAttachable, match="its credits were refunded"):
+        generation_attach_video(generation=generation, file=io.BytesIO(mp4_bytes))
+
+    # then it keeps its refund alone, and no file was stored
+    generation.refresh_from_db()
+    assert (generation.status, generation.video.name, generation.refunded) == ("failed", "", True)
+    assert not any(path.is_file() for path in storage_root.rglob("*"))

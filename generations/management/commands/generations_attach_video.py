@@ -6,11 +6,17 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from generations.models import Generation
-from generations.services import generation_attach_video
+from generations.services import VideoNotAttachable, generation_attach_video
+
+MP4_SIGNATURE = b"ftyp"  # an MP4 opens with its `ftyp` box: 4 bytes of size, then the type
 
 
 class Command(BaseCommand):
-    help = "Attach an MP4 file to a generation (records size and CRC-32, marks it succeeded)."
+    help = (
+        "Attach an MP4 file to a generation that can still end with a video (starting, "
+        "rotating or succeeded, live, not refunded): records size and CRC-32, marks it "
+        "succeeded."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("generation_id", type=int)
@@ -21,10 +27,16 @@ class Command(BaseCommand):
             generation = Generation.objects.get(pk=generation_id)
         except Generation.DoesNotExist:
             raise CommandError(f"Generation {generation_id} does not exist.") from None
-        if not path.is_file():
-            raise CommandError(f"{path} is not a readable file.")
-        with path.open("rb") as file:
-            generation = generation_attach_video(generation=generation, file=file)
+        try:
+            with path.open("rb") as file:
+                if file.read(8)[4:] != MP4_SIGNATURE:
+                    raise CommandError(f"{path} is not an MP4 file (no ftyp box at its start).")
+                file.seek(0)
+                generation = generation_attach_video(generation=generation, file=file)
+        except OSError as exc:
+            raise CommandError(f"{path} is not a readable file ({exc.strerror}).") from None
+        except VideoNotAttachable as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write(
             f"Attached {generation.video_size} bytes (CRC-32 {generation.video_crc32:08x}) "
             f"to generation {generation.pk}."
