@@ -23,7 +23,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timeuntil
 
-from generations.creation import generation_recreate
+from generations.creation import RetryRefused, generation_recreate
 from generations.expiry import generation_expire
 from generations.lifecycle import generation_cancel
 from generations.models import Generation, WebhookAttempt, WebhookDelivery, WebhookSecret
@@ -112,6 +112,7 @@ class GenerationAdmin(admin.ModelAdmin):
         "error_display",
         "credits",
         "refunded",
+        "retried_as",
         "credit_entries",
         "webhook_url",
         "webhook_deliveries",
@@ -149,7 +150,7 @@ class GenerationAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, generation):
             raise PermissionDenied
         name = getattr(generation, field).name
-        if not name:
+        if not name or not video_storage.exists(name):  # none, or lost from storage
             raise Http404("no such image")
         response = FileResponse(video_storage.open(name), content_type="image/png")
         response["Cache-Control"] = "private, max-age=300"
@@ -285,6 +286,9 @@ class GenerationAdmin(admin.ModelAdmin):
                 self.message_user(
                     request, f"Generation {generation.pk}: {exc.detail}", messages.ERROR
                 )
+                continue
+            except RetryRefused as exc:
+                self.message_user(request, str(exc), messages.ERROR)
                 continue
             created.append(retried.pk)
             self.log_change(request, generation, f"Retried as generation {retried.pk}.")

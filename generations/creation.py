@@ -214,18 +214,28 @@ def generations_bulk_create(
     return creation
 
 
+class RetryRefused(ValueError):
+    """The failed generation cannot be retried: it was already, or its images are gone."""
+
+
 def generation_recreate(*, source: Generation) -> Generation:
     """A new generation from `source`'s stored images, for its owner, charged as any other
     (InsufficientCredits if the balance falls short) and queued after the commit. Support
     staff retry a failed generation this way: the failed one keeps its refund, the ledger
     stays one charge and at most one refund per generation. The new one reports its end to
-    the source's webhook URL, as its owner asked for the source."""
+    the source's webhook URL, as its owner asked for the source.
+
+    Once per source (`retried_as`, set under the source's row lock): a second click, or two
+    staff at once, must not charge the owner twice. RetryRefused if it was retried already
+    or its stored images are missing."""
     copies: list[str] = []
     try:
         for field in (source.image, source.end_image):
             if not field.name:
                 copies.append("")
                 continue
+            if not video_storage.exists(field.name):
+                raise RetryRefused(f"Generation {source.pk}: its stored image is missing.")
             with video_storage.open(field.name, "rb") as original:
                 copies.append(
                     video_storage.save(
@@ -239,6 +249,12 @@ def generation_recreate(*, source: Generation) -> Generation:
             description=source.description,
         )
         with transaction.atomic():
+            locked = Generation.objects.select_for_update().filter(pk=source.pk)
+            retried_as = locked.values_list("retried_as", flat=True).first()
+            if retried_as is not None:
+                raise RetryRefused(
+                    f"Generation {source.pk} was already retried as generation {retried_as}."
+                )
             (generation,), _, _ = _create_and_charge(
                 owner=source.owner,
                 api_key=source.api_key,
@@ -246,6 +262,7 @@ def generation_recreate(*, source: Generation) -> Generation:
                 webhook_url=source.webhook_url,
                 note=f"retry of generation {source.pk}",
             )
+            locked.update(retried_as=generation)
     except BaseException:
         _delete_stored(copies)
         raise

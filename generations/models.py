@@ -99,6 +99,15 @@ class Generation(models.Model):
     # Credits charged for it (what a refund gives back), and whether they came back.
     credits = models.PositiveIntegerField(default=0)
     refunded = models.BooleanField(default=False)
+    # The generation staff retried this failed one as: a failed one is retried (charged) once.
+    retried_as = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="retry_of",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)

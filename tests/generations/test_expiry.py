@@ -229,12 +229,19 @@ def test_command_generations_expire(expired, capsys):
 
 
 @pytest.mark.parametrize(
-    "args", [["--batch-size", "0"], ["--batch-size", "x"], ["--time-limit", "-1"]]
+    "args",
+    [
+        ["--batch-size", "0"],
+        ["--batch-size", "x"],
+        ["--batch-size", str(10**30)],  # past SQLite's and PostgreSQL's integers
+        ["--time-limit", "-1"],
+        ["--time-limit", str(10**30)],  # past timedelta's range
+    ],
 )
 def test_command_generations_expire_rejects_bad_options(db, args):
     from django.core.management import CommandError
 
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandError, match="must be a whole number from 1 to"):
         call_command("generations_expire", *args)
 
 

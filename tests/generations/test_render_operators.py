@@ -143,6 +143,14 @@ def test_render_command_refuses_what_it_cannot_claim(created):
         call_command("generations_render", "999999", stdout=io.StringIO())
 
 
+@pytest.mark.parametrize("where", ["missing/x.mp4", "."], ids=["no-directory", "a-directory"])
+def test_render_command_to_a_path_it_cannot_write_is_a_command_error(created, tmp_path, where):
+    with pytest.raises(CommandError, match="Cannot write"):
+        call_command("generations_render", str(created.pk), "--output", str(tmp_path / where))
+    created.refresh_from_db()
+    assert created.status == Generation.Status.STARTING
+
+
 def test_render_command_to_a_file_reports_a_renderer_failure(created, settings, tmp_path):
     settings.GENERATIONS = {
         **settings.GENERATIONS,
@@ -186,3 +194,42 @@ def test_no_staff_can_delete_a_generation_so_no_charge_disappears(created, user)
     assert Generation.objects.filter(pk=created.pk).exists()
     assert credit_balance(owner=user) == 5
     assert credit_reconcile() == []
+
+
+def test_retry_charges_once_however_often_staff_click(created, user):
+    from generations.lifecycle import generation_fail
+
+    # given a failed, refunded generation
+    generation_fail(generation_id=created.pk, code="render_error", message="boom")
+    staff = staff_with("retry_generation")
+
+    # when staff retry it twice
+    act(staff, "retry", created)
+    response = act(staff, "retry", created)
+
+    # then one new generation, one charge, and the second click says why not
+    retried = Generation.objects.exclude(pk=created.pk).get()
+    assert f"was already retried as generation {retried.pk}" in response.content.decode()
+    created.refresh_from_db()
+    assert created.retried_as == retried
+    assert credit_balance(owner=user) == 5
+    assert credit_reconcile() == []
+
+
+def test_a_lost_input_image_is_a_404_and_a_retry_that_says_so(created, user):
+    from generations.lifecycle import generation_fail
+    from generations.storage import video_storage
+
+    # given a failed generation whose stored image was lost
+    generation_fail(generation_id=created.pk, code="render_error", message="boom")
+    staff = staff_with("retry_generation")
+    image_page = f"{CHANGELIST}{created.pk}/image/image/"
+    assert staff.get(image_page).status_code == 200
+    video_storage.delete(created.image.name)
+
+    # then its image page is a 404, and a retry charges nothing and says why
+    assert staff.get(image_page).status_code == 404
+    response = act(staff, "retry", created)
+    assert "its stored image is missing" in response.content.decode()
+    assert Generation.objects.count() == 1
+    assert credit_balance(owner=user) == 10

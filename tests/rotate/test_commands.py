@@ -76,6 +76,27 @@ def test_rotate_create_key_refuses_an_unknown_user(db: None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("username", "problem"),
+    [("", "This field cannot be blank"), ("bad user!<>", "Enter a valid username")],
+)
+def test_rotate_create_key_refuses_a_username_the_admin_would_refuse(
+    db: None, username: str, problem: str
+) -> None:
+    with pytest.raises(CommandError, match=f"USERNAME {username!r}: {problem}"):
+        run("rotate_create_key", username, "--create-user")
+
+    assert not get_user_model().objects.exists()
+    assert not ApiKey.objects.exists()
+
+
+def test_rotate_create_key_refuses_a_name_longer_than_the_field(user: Any) -> None:
+    with pytest.raises(CommandError, match=r"--name 'x+': Ensure this value has at most 100"):
+        run("rotate_create_key", user.username, "--name", "x" * 101)
+
+    assert not ApiKey.objects.exists()
+
+
+@pytest.mark.parametrize(
     "spell",
     [lambda key: key.prefix, lambda key: f"rp_{key.prefix}", lambda key: f"rp_{key.prefix}_…"],
     ids=["bare", "rp_", "as displayed"],

@@ -38,7 +38,7 @@ def test_grant_credits_prints_the_new_balance_and_writes_the_note(user):
     assert credit_balance(owner=user) == 42
     assert [(e.kind, e.amount, e.note) for e in credit_entries(owner=user)] == [
         ("grant", 2, "support #12"),
-        ("grant", 40, ""),
+        ("grant", 40, "granted with manage.py rotate_grant_credits"),  # always a note
     ]
 
 
@@ -57,6 +57,10 @@ def test_grant_credits_prints_the_new_balance_and_writes_the_note(user):
         (
             ["{user}", str(2**63)],
             f"A grant must be between 1 and 1,000,000,000,000,000 credits. (AMOUNT was {2**63}).",
+        ),
+        (
+            ["{user}", "10", "--note", " "],
+            "--note must say why (or be left out for the default note).",
         ),
     ],
 )

@@ -1,5 +1,7 @@
 """`manage.py generations_expire`: run the expiry sweep once (what the beat task runs)."""
 
+import argparse
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -8,11 +10,20 @@ from django.core.management.base import BaseCommand, CommandParser
 from generations.expiry import generation_expire_due
 
 
-def positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
+def positive_int(maximum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to `maximum`, so a huge one is a usage
+    error, not an overflow in a query or a timedelta."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if not 1 <= number <= maximum:
+            raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {maximum:,}")
+        return number
+
+    return parse
 
 
 class Command(BaseCommand):
@@ -24,13 +35,13 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--batch-size",
-            type=positive_int,
+            type=positive_int(100_000),
             default=None,
             help="Rows claimed per batch (default: GENERATIONS['PURGE_BATCH_SIZE']).",
         )
         parser.add_argument(
             "--time-limit",
-            type=positive_int,
+            type=positive_int(366 * 24 * 3600),
             default=None,
             help="Stop starting new batches after this many seconds.",
         )

@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--delete", action="store_true", help="Delete what is listed.")
         parser.add_argument(
             "--grace-minutes",
-            type=positive_int,
+            type=positive_int(100 * 366 * 24 * 60),
             default=None,
             help="Only files older than this (default: GENERATIONS['PURGE_GRACE']), so a "
             "video whose row is not committed yet is spared.",

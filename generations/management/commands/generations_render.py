@@ -36,6 +36,11 @@ class Command(BaseCommand):
             bar.show(fraction, f"{fraction:.0%}")
 
         if output is not None:
+            # checked before a render that may take minutes
+            if output.is_dir():
+                raise CommandError(f"Cannot write {output}: it is a directory.")
+            if not output.parent.is_dir():
+                raise CommandError(f"Cannot write {output}: {output.parent} is not a directory.")
             self._render_to(generation, output, show)
             bar.finish()
             self.stdout.write(f"Wrote {output} ({output.stat().st_size} bytes).")
@@ -69,4 +74,7 @@ class Command(BaseCommand):
             except RenderFailed as failure:
                 message = f"The renderer failed: {failure.code}, {failure.message}"
                 raise CommandError(message) from None
-            shutil.move(video, output)
+            try:
+                shutil.move(video, output)
+            except OSError as exc:
+                raise CommandError(f"Cannot write {output}: {exc.strerror}.") from None

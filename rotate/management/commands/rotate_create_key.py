@@ -3,9 +3,24 @@
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Field, Model
 
+from rotate.models import ApiKey
 from rotate.services import api_key_create
+
+
+def field_value(model: type[Model], name: str, value: str, label: str) -> str:
+    """`value` checked as the model's field checks it in a form (length, characters), so
+    the command stores nothing the admin would refuse."""
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field)
+    try:
+        cleaned: str = field.clean(value, None)
+    except ValidationError as exc:
+        raise CommandError(f"{label} {value!r}: {' '.join(exc.messages)}") from None
+    return cleaned
 
 
 class Command(BaseCommand):
@@ -22,6 +37,7 @@ class Command(BaseCommand):
         self, *args: Any, username: str, name: str, create_user: bool, **options: Any
     ) -> None:
         user_model = get_user_model()
+        name = field_value(ApiKey, "name", name, "--name")
         lookup = {user_model.USERNAME_FIELD: username}
         try:
             owner = user_model._default_manager.get(**lookup)
@@ -30,7 +46,8 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"User {username!r} does not exist (use --create-user to create it)."
                 ) from None
-            owner = user_model._default_manager.create_user(**lookup)
+            username = field_value(user_model, user_model.USERNAME_FIELD, username, "USERNAME")
+            owner = user_model._default_manager.create_user(**{user_model.USERNAME_FIELD: username})
             self.stderr.write(f"Created user {username!r}.")
         api_key, raw_key = api_key_create(owner=owner, name=name)
         self.stderr.write(f"Created API key rp_{api_key.prefix}_… for {username!r}.")
