@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e_server import start_uvicorn  # noqa: E402
+from tests.e2e_server import sparse_mp4, start_uvicorn  # noqa: E402
 
 MiB = 1024 * 1024
 READ_SIZE = 64 * 1024
@@ -137,9 +137,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="asgi-slow-clients-") as workdir:
         server, process = start_uvicorn(Path(workdir))
         try:
-            video = Path(workdir) / "big.mp4"
-            with video.open("wb") as file:
-                file.truncate(args.archive_mib * MiB)
+            video = sparse_mp4(Path(workdir) / "big.mp4", args.archive_mib * MiB)
             generation_id = server.add_video(video)
             video.unlink()
             port = int(server.base_url.split(":")[2].split("/")[0])

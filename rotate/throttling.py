@@ -43,8 +43,9 @@ class Window:
     give concurrent events distinct numbers 1, 2, 3…: exactly `limit` of them get a number
     up to `limit`, whatever the concurrency. Only two events racing the very moment a
     phase expires (after a whole window without events) can count under two phases.
-    A count key outlives its window by a second, so no `incr` misses it mid-window (the
-    database cache drops an expiry's fractions of a second).
+    A count key outlives its window by a whole window: an event read just before its window
+    ended still finds its count after waiting on a lock (SQLite's write lock, under load,
+    took seconds, and the database cache drops an expiry's fractions of a second).
     """
 
     cache: BaseCache
@@ -84,7 +85,7 @@ class Window:
             else:
                 start = self.cache.get(self._phase_key, self.now)
         key, end = self._key_and_end(start)
-        if self.cache.add(key, 0, timeout=math.ceil(end - self.now) + 1):
+        if self.cache.add(key, 0, timeout=math.ceil(end - self.now) + self.duration):
             self.cache.touch(self._phase_key, timeout=timeout)  # a new window: keep the phase
         return self.cache.incr(key), end - self.now
 

@@ -35,6 +35,19 @@ class LiveServer:
         return generation_id
 
 
+# What `generations_attach_video` checks a file opens with: an MP4's `ftyp` box (16 bytes).
+MP4_HEAD = b"\0\0\0\x10ftypisom\0\0\x02\0"
+
+
+def sparse_mp4(path: Path, size: int) -> Path:
+    """A `size`-byte file the attach command takes: an `ftyp` box, then sparse zeros (a big
+    video that costs no disk)."""
+    with path.open("wb") as file:
+        file.write(MP4_HEAD)
+        file.truncate(size)
+    return path
+
+
 def python(*args: str, env: dict[str, str]) -> str:
     """stdout of `python *args` in the project with `env`; raises if it fails."""
     return subprocess.run(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e_server import MP4_HEAD
 from tests.rotate.envelopes import assert_envelope_body
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,7 +289,7 @@ def test_packaging_wheel_plugs_into_a_host_site(wheel, tmp_path):
         if key not in {"PYTHONPATH", "DJANGO_SETTINGS_MODULE", "VIRTUAL_ENV"}
     }
     env["DJANGO_SETTINGS_MODULE"] = "hostsite.settings"
-    video = os.urandom(64 * 1024) + b"host-site-video"
+    video = MP4_HEAD + os.urandom(64 * 1024) + b"host-site-video"
     (tmp_path / "clip.mp4").write_bytes(video)
 
     # When: the operator's steps of docs/install.md, in the host project

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_server import start_gunicorn
+from tests.e2e_server import sparse_mp4, start_gunicorn
 from tests.processes import stop_process
 
 pytestmark = pytest.mark.e2e
@@ -30,10 +30,7 @@ def server(tmp_path: Path):
 
 def test_status_requests_reach_the_free_thread_while_downloads_hold_the_others(server, tmp_path):
     # given a 64 MiB video, more than the socket buffers of a client that reads nothing
-    video = tmp_path / "big.mp4"
-    with video.open("wb") as file:
-        file.truncate(64 * 1024 * 1024)
-    big_id = server.add_video(video)
+    big_id = server.add_video(sparse_mp4(tmp_path / "big.mp4", 64 * 1024 * 1024))
     url = urllib.parse.urlsplit(server.base_url)
     auth = {"Authorization": f"Bearer {server.raw_key}"}
     # and three downloads whose clients stopped reading after the headers, each holding a thread

@@ -28,7 +28,7 @@ from generations.asgi_stream import asgi_body
 from generations.models import Generation
 from generations.storage import video_reader_open, video_storage
 from generations.stream_guard import StreamContext, StreamGuard
-from tests.e2e_server import LiveServer, start_gunicorn, start_uvicorn
+from tests.e2e_server import LiveServer, sparse_mp4, start_gunicorn, start_uvicorn
 from tests.factories import GenerationFactory
 from tests.zip_readers import assert_archive_valid
 
@@ -417,9 +417,7 @@ def memory_kib(pid: int) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def big_video(server: LiveServer, tmp_path_factory) -> int:
     """A ready generation whose video is 300 MiB (a sparse file: zeros, CRC recorded)."""
-    path = tmp_path_factory.mktemp("big") / "big.mp4"
-    with path.open("wb") as file:
-        file.truncate(300 * MiB)
+    path = sparse_mp4(tmp_path_factory.mktemp("big") / "big.mp4", 300 * MiB)
     generation_id = server.add_video(path)
     path.unlink()
     return generation_id

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e_server import LiveServer, start_gunicorn
+from tests.e2e_server import LiveServer, sparse_mp4, start_gunicorn
 
 pytestmark = pytest.mark.e2e
 
@@ -27,10 +27,7 @@ def server(tmp_path_factory) -> Iterator[tuple[LiveServer, int, str]]:
     env = {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "5", "MAX_LONG_REQUESTS": "5"}
     live, process = start_gunicorn(workdir, env=env)
     try:
-        video = workdir / "big.mp4"
-        with video.open("wb") as file:
-            file.truncate(BIG)  # sparse zeros
-        big = live.add_video(video)
+        big = live.add_video(sparse_mp4(workdir / "big.mp4", BIG))
         other_key = live.manage("rotate_create_key", "demo").split()[-1]
         yield live, big, other_key
     finally:

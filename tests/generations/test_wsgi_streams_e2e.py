@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e_server import LiveServer, start_gunicorn
+from tests.e2e_server import LiveServer, sparse_mp4, start_gunicorn
 from tests.generations.test_download_slots_e2e import BIG, eventually, small, start
 
 pytestmark = pytest.mark.e2e
@@ -27,10 +27,7 @@ def server(tmp_path_factory) -> Iterator[tuple[LiveServer, int, list[str]]]:
     workdir = tmp_path_factory.mktemp("streams")
     live, process = start_gunicorn(workdir, env={"WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4"})
     try:
-        video = workdir / "big.mp4"
-        with video.open("wb") as file:
-            file.truncate(BIG)  # sparse zeros
-        big = live.add_video(video)
+        big = live.add_video(sparse_mp4(workdir / "big.mp4", BIG))
         keys = [live.manage("rotate_create_key", "demo").split()[-1] for _ in range(3)]
         yield live, big, keys
     finally:

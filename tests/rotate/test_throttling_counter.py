@@ -3,6 +3,7 @@
 
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -78,6 +79,33 @@ def test_window_numbers_events_and_opens_at_the_first():
     assert at(69).count() == (2, 1.0)
     assert at(70).hit() == (1, 60.0)  # the next window, right after
     assert at(200).hit() == (1, 50.0)  # windows follow each other from the first
+
+
+class SlowIncrCache(LocMemCache):
+    """A cache whose `incr` first waits `delay` seconds, as one does behind SQLite's write
+    lock."""
+
+    delay = 0.0
+
+    def incr(self, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(self.delay)
+        return super().incr(*args, **kwargs)
+
+
+def test_window_counts_an_event_that_waited_past_its_windows_end():
+    # given a name whose second window ends in 0.2 s (real time: the cache expires keys by
+    # its own clock)
+    cache, counter = SlowIncrCache(name(), {}), name()
+    last_moment = time.time()
+    Window(cache=cache, name=counter, duration=60, now=last_moment - 119.8).hit()
+
+    # when the first event of that window counts only after a 2.5 s wait for the lock
+    cache.delay = 2.5
+    number, _ = Window(cache=cache, name=counter, duration=60, now=last_moment).hit()
+
+    # then its count is still there: it gets number 1 (not "count vanished", which fails
+    # the throttle open)
+    assert number == 1
 
 
 def test_window_counts_apart_per_name():
