@@ -23,6 +23,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timeuntil
 
+from generations.conf import generations_settings
 from generations.creation import RetryRefused, generation_recreate
 from generations.expiry import generation_expire
 from generations.lifecycle import generation_cancel
@@ -325,8 +326,16 @@ class GenerationAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[Generation]
     ) -> HttpResponseBase | None:
         """The API's archive, any owner's, recorded in each generation's admin history."""
+        most = generations_settings.MAX_DOWNLOAD_IDS
+        if len(queryset) > most:
+            self.message_user(
+                request,
+                f"A zip holds at most {most} generations; {len(queryset)} are selected.",
+                messages.WARNING,
+            )
+            return None
         now = timezone.now()
-        owners = {generation.pk: generation.owner for generation in queryset.order_by("pk")[:100]}
+        owners = {generation.pk: generation.owner for generation in queryset}
         selection = generation_list_for_download(owner=None, ids=list(owners), now=now)
         if not selection.downloadable:
             self.message_user(

@@ -25,6 +25,7 @@ def register_checks() -> None:
     register(check_storage_alias, Tags.files)
     register(check_purge_grace)
     register(check_storage_not_public, Tags.files, Tags.security)
+    register(check_renderer)
 
 
 def _setting(name: str) -> Any:
@@ -95,3 +96,27 @@ def check_storage_not_public(**kwargs: Any) -> list[CheckMessage]:
             id="generations.W001",
         )
     ]
+
+
+def check_renderer(**kwargs: Any) -> list[CheckMessage]:
+    """generations.E005: the renderer cannot be built from `RENDERER` and
+    `RENDERER_OPTIONS` (no such class, an option it refuses), so every render would fail
+    (refunded, `render_error`) instead of the deploy."""
+    if _setting("RENDERER") is None or _setting("RENDERER_OPTIONS") is None:
+        return []  # generations.E004 reports it
+    from generations.rendering import renderer_get  # imports the renderer's libraries
+
+    try:
+        renderer_get()
+    except Exception as exc:  # whatever the renderer's constructor raises, it is reported
+        return [
+            Error(
+                f"GENERATIONS['RENDERER'] ({_setting('RENDERER')!r}) cannot be built with "
+                f"RENDERER_OPTIONS {_setting('RENDERER_OPTIONS')!r}: "
+                f"{type(exc).__name__}: {exc}",
+                hint="RENDERER is the dotted path of a renderer class and RENDERER_OPTIONS "
+                "the keyword arguments it takes (docs/renderers.md).",
+                id="generations.E005",
+            )
+        ]
+    return []

@@ -7,6 +7,7 @@ lookup on any local field from the query string (`?digest__startswith=ab`), whic
 anyone who may view keys read a digest one character at a time.
 """
 
+from datetime import datetime
 from typing import Any, cast
 
 from django import forms
@@ -52,8 +53,31 @@ class ActiveFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ApiKeyForm(forms.ModelForm):
+    """An expired key stays expired, as a revoked one stays revoked: a key leaked after it
+    died must not come back to life. Staff may still end a key now (an expiry in the past);
+    a new key is not created dead."""
+
+    class Meta:
+        model = ApiKey
+        fields = ["owner", "name", "expires_at"]
+
+    def clean_expires_at(self) -> datetime | None:
+        expires_at: datetime | None = self.cleaned_data.get("expires_at")
+        if "expires_at" not in self.changed_data:
+            return expires_at
+        now = timezone.now()
+        if self.instance.pk is None:
+            if expires_at is not None and expires_at <= now:
+                raise forms.ValidationError("A new key's expiry must be in the future.")
+        elif self.instance.expires_at is not None and self.instance.expires_at <= now:
+            raise forms.ValidationError("This key has expired and stays so: create a new key.")
+        return expires_at
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
     list_display = [
         "display_prefix",
         "name",

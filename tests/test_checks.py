@@ -263,6 +263,31 @@ def test_checks_generations_e002_is_quiet_when_a_duration_is_invalid():
 
 
 @pytest.mark.parametrize(
+    ("renderer", "problem"),
+    [
+        ({"RENDERER": "generations.renderers.Nope"}, "ImportError"),
+        ({"RENDERER_OPTIONS": {"spin": 3}}, "TypeError"),
+    ],
+    ids=["no-such-class", "unknown-option"],
+)
+def test_checks_generations_e005_reports_a_renderer_that_cannot_be_built(renderer, problem):
+    with override_settings(GENERATIONS={"STORAGE_ALIAS": "videos", **renderer}):
+        messages = messages_with("generations.E005")
+
+    assert len(messages) == 1
+    assert problem in messages[0].msg
+
+
+def test_checks_generations_e005_is_quiet_for_the_default_renderer_and_bad_values():
+    with override_settings(GENERATIONS={"STORAGE_ALIAS": "videos"}):
+        assert messages_with("generations.E005") == []
+    # a value of the wrong type is reported once, by generations.E004
+    with override_settings(GENERATIONS={"STORAGE_ALIAS": "videos", "RENDERER_OPTIONS": 3}):
+        assert messages_with("generations.E005") == []
+        assert len(messages_with("generations.E004")) == 1
+
+
+@pytest.mark.parametrize(
     ("generations", "problem"),
     [
         ({"STORAGE": "videos"}, "unknown key(s) 'STORAGE'"),

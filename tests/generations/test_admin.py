@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
 from django.template.defaultfilters import filesizeformat
 from django.test import Client
 from django.utils import timezone
@@ -296,6 +297,23 @@ def test_generation_admin_download_of_nothing_downloadable_records_nothing(
     response = post_download(downloader_client, [generations["rotating"]])
 
     assert response.status_code == 302
+    assert not LogEntry.objects.exists()
+
+
+def test_generation_admin_download_of_more_than_a_zip_holds_says_so(
+    downloader_client, settings, user, mp4_bytes
+):
+    # given three ready generations, one more than a zip may hold here
+    settings.GENERATIONS = {**settings.GENERATIONS, "MAX_DOWNLOAD_IDS": 2}
+    ready = [GenerationFactory(owner=user, video=mp4_bytes) for _ in range(3)]
+
+    # when staff download all three
+    response = post_download(downloader_client, ready)
+
+    # then nothing is cut silently: no zip, a warning, no history
+    assert response.status_code == 302
+    shown = [str(message) for message in get_messages(response.wsgi_request)]
+    assert shown == ["A zip holds at most 2 generations; 3 are selected."]
     assert not LogEntry.objects.exists()
 
 

@@ -420,3 +420,34 @@ def test_api_key_admin_cannot_sort_or_search_by_a_secret(
         assert not {"digest", "link_secret"} & set(field.lstrip("^=@").split("__")), field
     response = admin_client.get(CHANGELIST_URL, {"q": keys[0].digest[:8]})
     assert listed(response) == set()
+
+
+def test_api_key_admin_add_refuses_an_expiry_in_the_past(admin_client: Client, user: Any) -> None:
+    response = admin_client.post(
+        ADD_URL,
+        {"owner": user.pk, "name": "", "expires_at_0": "2001-01-01", "expires_at_1": "00:00:00"},
+    )
+
+    assert response.status_code == 200
+    assert "A new key&#x27;s expiry must be in the future." in response.content.decode()
+    assert not ApiKey.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "new_expiry",
+    [{"expires_at_0": "2099-01-01", "expires_at_1": "00:00:00"}, {}],
+    ids=["later", "never"],
+)
+def test_api_key_admin_change_cannot_revive_an_expired_key(
+    admin_client: Client, make_key: MakeKey, new_expiry: dict[str, str]
+) -> None:
+    # given a key that expired a minute ago
+    key, raw_key = make_key(expires_at=timezone.now() - timedelta(minutes=1))
+
+    # when staff move its expiry forward, or clear it
+    response = admin_client.post(change_url(key), {"name": key.name, **new_expiry})
+
+    # then it is refused, and the key stays dead
+    assert response.status_code == 200
+    assert "This key has expired and stays so" in response.content.decode()
+    assert api_key_get_active(raw_key=raw_key) is None
