@@ -52,11 +52,13 @@ class User(AbstractUser):
     nickname = models.CharField(max_length=40, blank=True)
 """
 HOST_SETTINGS = """
-INSTALLED_APPS += ["accounts"]
+# a host that keeps its lists as tuples, as older startproject templates did
+INSTALLED_APPS = (*INSTALLED_APPS, "accounts")
+MIDDLEWARE = tuple(MIDDLEWARE)
 AUTH_USER_MODEL = "accounts.User"
 """
 DRF_HOST_SETTINGS = """
-INSTALLED_APPS += ["rest_framework"]
+INSTALLED_APPS = (*INSTALLED_APPS, "rest_framework")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
