@@ -166,3 +166,14 @@ def test_generations_attach_video_replaces_a_succeeded_generations_video(user, m
     assert generation.status == Generation.Status.SUCCEEDED
     assert generation.video.name != first
     assert generation.video_size == len(mp4_bytes)
+
+
+def test_generations_attach_video_refuses_a_fifo_without_waiting_for_a_writer(user, tmp_path):
+    import os
+
+    generation = GenerationFactory(owner=user)
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+
+    with pytest.raises(CommandError, match="not a readable file"):
+        run(str(generation.pk), str(fifo))

@@ -27,6 +27,8 @@ class Command(BaseCommand):
             generation = Generation.objects.get(pk=generation_id)
         except Generation.DoesNotExist:
             raise CommandError(f"Generation {generation_id} does not exist.") from None
+        if not path.is_file():  # nor a FIFO, a device or a directory: open() could block
+            raise CommandError(f"{path} is not a readable file.")
         try:
             with path.open("rb") as file:
                 if file.read(8)[4:] != MP4_SIGNATURE:
