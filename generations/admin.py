@@ -26,7 +26,7 @@ from django.utils.timesince import timeuntil
 from generations.conf import generations_settings
 from generations.creation import RetryRefused, generation_recreate
 from generations.expiry import generation_expire
-from generations.lifecycle import generation_cancel
+from generations.lifecycle import CancelOutcome, generation_cancel_request
 from generations.models import Generation, WebhookAttempt, WebhookDelivery, WebhookSecret
 from generations.plans import archive_plan_build
 from generations.responses import database_connection_release, download_response
@@ -245,15 +245,14 @@ class GenerationAdmin(admin.ModelAdmin):
     def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
         """E9 for staff: `starting` ones at once, `rotating` ones when their renderer stops.
         Only the generations the cancel changed get an entry in their history."""
-        cancelled, stopping = [], []
-        for generation in queryset:
-            was_cancelled = generation.status == Generation.Status.CANCELED
-            was_asked = generation.cancel_requested_at is not None
-            generation = generation_cancel(generation=generation)
-            if generation.status == Generation.Status.CANCELED and not was_cancelled:
-                cancelled.append(generation.pk)
-            elif generation.cancel_requested_at is not None and not was_asked:
-                stopping.append(generation.pk)
+        outcomes = {
+            generation.pk: generation_cancel_request(generation_id=generation.pk)
+            for generation in queryset
+        }
+        cancelled = [pk for pk, outcome in outcomes.items() if outcome is CancelOutcome.CANCELED]
+        stopping = [
+            pk for pk, outcome in outcomes.items() if outcome is CancelOutcome.STOP_REQUESTED
+        ]
         for ids, change_message in [
             (cancelled, "Cancelled (credits refunded)."),
             (stopping, "Asked its renderer to stop: cancelled, credits refunded, when it does."),

@@ -14,6 +14,7 @@ after the commit, by a task of its own.
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import IO
 
 from django.db import transaction
@@ -159,21 +160,34 @@ def generation_release(
     )
 
 
-def generation_cancel(*, generation: Generation, now: datetime | None = None) -> Generation:
-    """E9: `starting` → `canceled` (refunded) at once; `rotating` → asked to stop, and
-    `canceled` when its renderer does; anything else unchanged. Returns the row as it is."""
+class CancelOutcome(Enum):
+    CANCELED = "canceled"  # it was `starting`: canceled and refunded now
+    STOP_REQUESTED = "stop requested"  # it was `rotating`: canceled when its renderer stops
+    UNCHANGED = "unchanged"  # it had ended, or its cancel was requested before
+
+
+def generation_cancel_request(*, generation_id: int, now: datetime | None = None) -> CancelOutcome:
+    """E9's change, and what this call changed: of two cancels at once, one changes the row,
+    the other finds it changed."""
     now = now or timezone.now()
     with transaction.atomic():  # the status and its refund, or neither
         canceled = Generation.objects.filter(
-            _live(now), pk=generation.pk, status=Status.STARTING
+            _live(now), pk=generation_id, status=Status.STARTING
         ).update(status=Status.CANCELED, progress=None, completed_at=now, updated_at=now)
         if canceled:
-            generation_refund(generation_id=generation.pk, now=now)
-            webhook_event_record(generation_id=generation.pk, now=now)
-    if not canceled:
-        Generation.objects.filter(
-            _live(now), pk=generation.pk, status=Status.ROTATING, cancel_requested_at__isnull=True
-        ).update(cancel_requested_at=now, updated_at=now)
+            generation_refund(generation_id=generation_id, now=now)
+            webhook_event_record(generation_id=generation_id, now=now)
+            return CancelOutcome.CANCELED
+    requested = Generation.objects.filter(
+        _live(now), pk=generation_id, status=Status.ROTATING, cancel_requested_at__isnull=True
+    ).update(cancel_requested_at=now, updated_at=now)
+    return CancelOutcome.STOP_REQUESTED if requested else CancelOutcome.UNCHANGED
+
+
+def generation_cancel(*, generation: Generation, now: datetime | None = None) -> Generation:
+    """E9: `starting` → `canceled` (refunded) at once; `rotating` → asked to stop, and
+    `canceled` when its renderer does; anything else unchanged. Returns the row as it is."""
+    generation_cancel_request(generation_id=generation.pk, now=now)
     generation.refresh_from_db()
     return generation
 

@@ -31,6 +31,7 @@ from generations.rendering import (
     Renderer,
     RenderFailed,
     RenderJob,
+    opens_as_mp4,
     renderer_get,
 )
 from generations.storage import video_storage
@@ -123,7 +124,25 @@ def render_to_file(
     job = _job_in(generation, workdir)
     output = workdir / "render"
     output.mkdir()
-    return renderer.render(job, workdir=output, progress=progress, should_cancel=should_cancel)
+    video = renderer.render(job, workdir=output, progress=progress, should_cancel=should_cancel)
+    return _rendered_video(video, output)
+
+
+def _rendered_video(video: object, output: Path) -> Path:
+    """The renderer's MP4, if that is what it returned: a file in the directory it was given
+    that opens as an MP4. Anything else would be stored, charged and served as a video."""
+    try:
+        path = Path(video)  # type: ignore[arg-type]  # whatever it returned, checked here
+        inside = path.resolve().is_relative_to(output.resolve()) and path.is_file()
+        if not inside:
+            raise RenderFailed("render_error", "The renderer returned no file in its directory.")
+        with path.open("rb") as file:
+            head = file.read(8)
+    except (OSError, TypeError) as exc:
+        raise RenderFailed("render_error", "The renderer returned no readable file.") from exc
+    if not opens_as_mp4(head):
+        raise RenderFailed("render_error", "The renderer's output is not an MP4 file.")
+    return path
 
 
 def _retry_delay(attempts: int) -> float:

@@ -48,6 +48,12 @@ class TransientRenderFailure(RenderFailed):
     transient = True
 
 
+def opens_as_mp4(head: bytes) -> bool:
+    """Whether a file's first 8 bytes open an MP4 (ISO base media): a box size, then the
+    `ftyp` box that every MP4 starts with."""
+    return head[4:8] == b"ftyp"
+
+
 class Renderer:
     """The interface. Subclasses take their options as keyword arguments."""
 
@@ -71,5 +77,7 @@ class Renderer:
 def renderer_get() -> Renderer:
     """The configured renderer, built from GENERATIONS["RENDERER"] and ["RENDERER_OPTIONS"]."""
     renderer_class = import_string(generations_settings.RENDERER)
+    if not (isinstance(renderer_class, type) and issubclass(renderer_class, Renderer)):
+        raise TypeError(f"{generations_settings.RENDERER} is not a subclass of {Renderer}")
     renderer: Renderer = renderer_class(**generations_settings.RENDERER_OPTIONS)
     return renderer

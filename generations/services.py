@@ -9,6 +9,7 @@ from typing import IO, Any
 
 from django.core.files import File
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from generations.conf import generations_settings
@@ -95,37 +96,44 @@ def generation_attach_video(
 
     A generation ends with exactly one of a video or a refund, and a video must arrive
     before `expires_at` to be served at all: so only a `starting`, `rotating` or `succeeded`
-    generation, not refunded, not being cancelled and live at `completed_at` (default now)
-    takes one; else VideoNotAttachable, with nothing stored. A succeeded one's video is
+    generation, not refunded, not being cancelled and live when the video commits (or at
+    `completed_at`, which seeds backdate) takes one; else VideoNotAttachable, with nothing
+    stored. A succeeded one's video is
     replaced (the old file deleted after the commit); a new success records its webhook.
     """
-    completed_at = completed_at or timezone.now()
-    attachable = Generation.objects.filter(
-        pk=generation.pk,
-        status__in=[
-            Generation.Status.STARTING,
-            Generation.Status.ROTATING,
-            Generation.Status.SUCCEEDED,
-        ],
-        refunded=False,
-        cancel_requested_at__isnull=True,
-        expires_at__gt=completed_at,
-    )
-    if not attachable.exists():  # before storing anything; checked again under the lock
-        raise VideoNotAttachable(_not_attachable(generation.pk, completed_at))
+
+    def attachable(at: datetime) -> QuerySet[Generation]:
+        return Generation.objects.filter(
+            pk=generation.pk,
+            status__in=[
+                Generation.Status.STARTING,
+                Generation.Status.ROTATING,
+                Generation.Status.SUCCEEDED,
+            ],
+            refunded=False,
+            cancel_requested_at__isnull=True,
+            expires_at__gt=at,
+        )
+
+    # checked before storing anything, and again under the row lock once it is stored: a
+    # large file takes a while, and the video counts from its commit (unless backdated)
+    before = completed_at or timezone.now()
+    if not attachable(before).exists():
+        raise VideoNotAttachable(_not_attachable(generation.pk, before))
     stored = video_store(generation=generation, file=file)
     try:
         with transaction.atomic():
-            locked = attachable.select_for_update().values_list("video", "status").first()
+            at = completed_at or timezone.now()
+            locked = attachable(at).select_for_update().values_list("video", "status").first()
             if locked is None:
-                raise VideoNotAttachable(_not_attachable(generation.pk, completed_at))
+                raise VideoNotAttachable(_not_attachable(generation.pk, at))
             previous, status_before = locked
             generation.video = stored.name
             generation.video_size = stored.size
             generation.video_crc32 = stored.crc32
             generation.status = Generation.Status.SUCCEEDED
             generation.progress = None
-            generation.completed_at = completed_at
+            generation.completed_at = at
             generation.save(
                 update_fields=[
                     "video",
@@ -138,7 +146,7 @@ def generation_attach_video(
                 ]
             )
             if status_before != Generation.Status.SUCCEEDED:
-                webhook_event_record(generation_id=generation.pk, now=completed_at)
+                webhook_event_record(generation_id=generation.pk, now=at)
             if previous and previous != stored.name:
                 transaction.on_commit(lambda: video_storage.delete(previous))
     except BaseException:

@@ -87,3 +87,22 @@ class LongRenderer(Renderer):
             time.sleep(0.01)
         LongRenderer.endings.append("finished")
         return Path(shutil.copyfile(DEMO_VIDEO, workdir / "video.mp4"))
+
+
+class MisbehavingRenderer(Renderer):
+    """Returns something other than an MP4 in its directory: `output` is "junk" (a file
+    that is not an MP4), "outside" (an MP4 outside `workdir`), "missing" or "none"."""
+
+    def __init__(self, *, output: str) -> None:
+        super().__init__(output=output)
+        self.output = output
+
+    def render(self, job: RenderJob, *, workdir: Path, **kwargs: Any) -> Any:
+        if self.output == "junk":
+            (workdir / "video.mp4").write_bytes(b"not an mp4 at all")
+            return workdir / "video.mp4"
+        if self.output == "outside":
+            return Path(shutil.copyfile(DEMO_VIDEO, workdir.parent / "video.mp4"))
+        if self.output == "missing":
+            return workdir / "video.mp4"
+        return None

@@ -267,8 +267,9 @@ def test_checks_generations_e002_is_quiet_when_a_duration_is_invalid():
     [
         ({"RENDERER": "generations.renderers.Nope"}, "ImportError"),
         ({"RENDERER_OPTIONS": {"spin": 3}}, "TypeError"),
+        ({"RENDERER": "sys.exit"}, "is not a subclass of"),  # never called
     ],
-    ids=["no-such-class", "unknown-option"],
+    ids=["no-such-class", "unknown-option", "not-a-renderer"],
 )
 def test_checks_generations_e005_reports_a_renderer_that_cannot_be_built(renderer, problem):
     with override_settings(GENERATIONS={"STORAGE_ALIAS": "videos", **renderer}):

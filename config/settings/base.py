@@ -27,6 +27,38 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be a boolean, not {value!r}")
 
 
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+
+
+def env_json_object(name: str) -> dict[str, Any]:
+    """A JSON object from the environment (a renderer's options); {} when unset."""
+    value = os.environ.get(name) or "{}"
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON ({exc}): {value!r}") from None
+    if not isinstance(parsed, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object, not {value!r}")
+    return parsed
+
+
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -104,7 +136,7 @@ DATABASES = {
     # An empty DATABASE_URL means unset, like any other variable here.
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
+        conn_max_age=env_int("CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )
 }
@@ -196,31 +228,29 @@ ROTATE = {
     # address nginx saw, from X-Forwarded-For. Comma-separated addresses or CIDRs.
     "TRUSTED_PROXIES": env_list("ROTATE_TRUSTED_PROXIES", ""),
 }
-_threads = int(os.environ.get("GUNICORN_THREADS", "16"))  # per worker: config/gunicorn.py
+_threads = env_int("GUNICORN_THREADS", 16)  # per worker: config/gunicorn.py
 GENERATIONS = {
     "STORAGE_ALIAS": "videos",
     "RETENTION": timedelta(hours=1),
     # Bytes per storage read under WSGI, when set; otherwise the app's default (4 MiB).
     **(
-        {"READ_CHUNK_SIZE": int(os.environ["READ_CHUNK_SIZE"])}
+        {"READ_CHUNK_SIZE": env_int("READ_CHUNK_SIZE", 0)}
         if os.environ.get("READ_CHUNK_SIZE")
         else {}
     ),
     # Downloads one API key may stream at once (each holds a server thread); past it, 429.
-    "MAX_CONCURRENT_DOWNLOADS": int(os.environ.get("MAX_CONCURRENT_DOWNLOADS", "8")),
+    "MAX_CONCURRENT_DOWNLOADS": env_int("MAX_CONCURRENT_DOWNLOADS", 8),
     # Downloads and bulk creates one gunicorn worker runs at once: a quarter of its threads
     # (at least 2) stay free for other requests, whoever stops reading or stalls images.
-    "MAX_LONG_REQUESTS": int(
-        os.environ.get("MAX_LONG_REQUESTS") or max(1, _threads - max(2, _threads // 4))
-    ),
+    "MAX_LONG_REQUESTS": env_int("MAX_LONG_REQUESTS", max(1, _threads - max(2, _threads // 4))),
     # Bulk creates one API key may run at once (each holds a thread while it fetches images).
-    "MAX_CONCURRENT_CREATES": int(os.environ.get("MAX_CONCURRENT_CREATES", "2")),
+    "MAX_CONCURRENT_CREATES": env_int("MAX_CONCURRENT_CREATES", 2),
     # Host names (comma-separated) whose image URLs skip the address check of bulk create
     # (a site's own asset server on a private network); everything else must be public.
     "INTAKE_ALLOWED_HOSTS": env_list("INTAKE_ALLOWED_HOSTS", ""),
     # The renderer (dotted path) and its options (a JSON object), e.g. a hosted model's client.
     "RENDERER": os.environ.get("RENDERER", "generations.renderers.turntable.TurntableRenderer"),
-    "RENDERER_OPTIONS": json.loads(os.environ.get("RENDERER_OPTIONS", "{}")),
+    "RENDERER_OPTIONS": env_json_object("RENDERER_OPTIONS"),
     # Webhook deliveries go to a queue of their own (the Procfile's `webhooks` worker), so a
     # receiver that never answers holds a delivery thread, never the render worker.
     "WEBHOOK_QUEUE": os.environ.get("WEBHOOK_QUEUE", "webhooks"),
@@ -237,8 +267,8 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any check
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
-AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("AXES_COOLOFF_MINUTES", "15")))
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "rotate.client_address.client_address"
@@ -315,7 +345,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
     "CELERY_BEAT_SCHEDULE_FILENAME", str(BASE_DIR / "celerybeat-schedule")
 )
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-EXPIRY_SWEEP_INTERVAL = float(os.environ.get("EXPIRY_SWEEP_INTERVAL", "60"))
+EXPIRY_SWEEP_INTERVAL = env_float("EXPIRY_SWEEP_INTERVAL", 60)
 CELERY_BEAT_SCHEDULE = {
     "generations-expire": {
         "task": "generations.expire_generations",

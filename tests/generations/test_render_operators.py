@@ -143,8 +143,14 @@ def test_render_command_refuses_what_it_cannot_claim(created):
         call_command("generations_render", "999999", stdout=io.StringIO())
 
 
-@pytest.mark.parametrize("where", ["missing/x.mp4", "."], ids=["no-directory", "a-directory"])
-def test_render_command_to_a_path_it_cannot_write_is_a_command_error(created, tmp_path, where):
+@pytest.mark.parametrize(
+    "where", ["missing/x.mp4", ".", "/proc/x.mp4"], ids=["no-directory", "a-directory", "proc"]
+)
+def test_render_command_to_a_path_it_cannot_write_is_a_command_error(
+    created, settings, tmp_path, where
+):
+    # a renderer that fails: had it run, the error would be its own
+    settings.GENERATIONS = {**settings.GENERATIONS, "RENDERER": "tests.renderers.FailingRenderer"}
     with pytest.raises(CommandError, match="Cannot write"):
         call_command("generations_render", str(created.pk), "--output", str(tmp_path / where))
     created.refresh_from_db()
@@ -194,6 +200,18 @@ def test_no_staff_can_delete_a_generation_so_no_charge_disappears(created, user)
     assert Generation.objects.filter(pk=created.pk).exists()
     assert credit_balance(owner=user) == 5
     assert credit_reconcile() == []
+
+
+def test_cancel_request_says_what_this_call_changed(created, user):
+    from generations.lifecycle import CancelOutcome, generation_cancel_request
+    from tests.factories import GenerationFactory
+
+    rotating = GenerationFactory(owner=user, status=Generation.Status.ROTATING)
+
+    assert generation_cancel_request(generation_id=created.pk) is CancelOutcome.CANCELED
+    assert generation_cancel_request(generation_id=created.pk) is CancelOutcome.UNCHANGED
+    assert generation_cancel_request(generation_id=rotating.pk) is CancelOutcome.STOP_REQUESTED
+    assert generation_cancel_request(generation_id=rotating.pk) is CancelOutcome.UNCHANGED
 
 
 def test_retry_charges_once_however_often_staff_click(created, user):

@@ -350,6 +350,30 @@ def test_a_crashing_renderer_fails_with_render_error_and_refunds(settings, funde
     assert stored_videos(funded) == []
 
 
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("junk", "The renderer's output is not an MP4 file."),
+        ("outside", "The renderer returned no file in its directory."),
+        ("missing", "The renderer returned no file in its directory."),
+        ("none", "The renderer returned no readable file."),
+    ],
+)
+def test_a_renderer_output_that_is_no_mp4_in_its_directory_fails_and_refunds(
+    settings, funded, output, message
+):
+    # a video is stored, charged and served only if it is one
+    use_renderer(settings, "tests.renderers.MisbehavingRenderer", output=output)
+    generation = paid_generation(funded)
+
+    assert generation_render(generation_id=generation.pk).status == "failed"
+
+    generation.refresh_from_db()
+    assert (generation.error_code, generation.error_message) == ("render_error", message)
+    assert_refunded_once(generation)
+    assert stored_videos(funded) == []
+
+
 def test_a_render_past_the_time_limit_fails_with_render_timeout_and_refunds(settings, funded):
     use_renderer(settings, "tests.renderers.LongRenderer", seconds=10)
     set_generations(settings, RENDER_TIME_LIMIT=timedelta(milliseconds=100))

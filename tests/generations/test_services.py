@@ -340,3 +340,26 @@ def test_generation_attach_video_refuses_a_refunded_generation_before_storing(
     generation.refresh_from_db()
     assert (generation.status, generation.video.name, generation.refunded) == ("failed", "", True)
     assert not any(path.is_file() for path in storage_root.rglob("*"))
+
+
+def test_generation_attach_video_that_outlasts_the_expiry_is_refused(user, storage_root):
+    # given a generation in progress, and a file whose storing lasts past its expiry
+    generation = GenerationFactory(owner=user, status=Generation.Status.ROTATING)
+
+    class ExpiresWhileStored(io.BytesIO):
+        def read(self, *args):
+            Generation.objects.filter(pk=generation.pk).update(
+                expires_at=timezone.now() - timedelta(seconds=1)
+            )
+            return super().read(*args)
+
+    # when it is attached
+    with pytest.raises(VideoNotAttachable, match="it expired at"):
+        generation_attach_video(
+            generation=generation, file=ExpiresWhileStored(b"\0\0\0\x10ftypisom video")
+        )
+
+    # then it stays unsucceeded (so the watchdog refunds it) and no file is left
+    generation.refresh_from_db()
+    assert (generation.status, generation.video.name) == (Generation.Status.ROTATING, "")
+    assert not any(path.is_file() for path in storage_root.rglob("*"))

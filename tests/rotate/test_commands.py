@@ -89,6 +89,24 @@ def test_rotate_create_key_refuses_a_username_the_admin_would_refuse(
     assert not ApiKey.objects.exists()
 
 
+def test_rotate_create_key_finds_a_user_by_the_normalized_username(user: Any) -> None:
+    # "ﬁ" (U+FB01) is "fi" once normalized, as Django normalizes usernames
+    owner = get_user_model().objects.create_user(username="fi")
+
+    run("rotate_create_key", "\ufb01", "--create-user")
+
+    assert ApiKey.objects.get().owner == owner
+    assert get_user_model().objects.filter(username__startswith="f").count() == 1
+
+
+def test_rotate_create_key_refuses_a_new_user_that_differs_only_in_case(user: Any) -> None:
+    with pytest.raises(CommandError, match="differs only in case"):
+        run("rotate_create_key", user.username.upper(), "--create-user")
+
+    assert get_user_model().objects.count() == 1
+    assert not ApiKey.objects.exists()
+
+
 def test_rotate_create_key_refuses_a_name_longer_than_the_field(user: Any) -> None:
     with pytest.raises(CommandError, match=r"--name 'x+': Ensure this value has at most 100"):
         run("rotate_create_key", user.username, "--name", "x" * 101)

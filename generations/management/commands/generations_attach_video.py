@@ -6,9 +6,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from generations.models import Generation
+from generations.rendering import opens_as_mp4
 from generations.services import VideoNotAttachable, generation_attach_video
-
-MP4_SIGNATURE = b"ftyp"  # an MP4 opens with its `ftyp` box: 4 bytes of size, then the type
 
 
 class Command(BaseCommand):
@@ -31,7 +30,7 @@ class Command(BaseCommand):
             raise CommandError(f"{path} is not a readable file.")
         try:
             with path.open("rb") as file:
-                if file.read(8)[4:] != MP4_SIGNATURE:
+                if not opens_as_mp4(file.read(8)):
                     raise CommandError(f"{path} is not an MP4 file (no ftyp box at its start).")
                 file.seek(0)
                 generation = generation_attach_video(generation=generation, file=file)

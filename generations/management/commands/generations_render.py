@@ -36,11 +36,7 @@ class Command(BaseCommand):
             bar.show(fraction, f"{fraction:.0%}")
 
         if output is not None:
-            # checked before a render that may take minutes
-            if output.is_dir():
-                raise CommandError(f"Cannot write {output}: it is a directory.")
-            if not output.parent.is_dir():
-                raise CommandError(f"Cannot write {output}: {output.parent} is not a directory.")
+            self._check_writable(output)  # before a render that may take minutes
             self._render_to(generation, output, show)
             bar.finish()
             self.stdout.write(f"Wrote {output} ({output.stat().st_size} bytes).")
@@ -58,6 +54,18 @@ class Command(BaseCommand):
                 f"Generation {generation_id} is {generation.status}"
                 + (detail if generation.status == Generation.Status.FAILED else ".")
             )
+
+    @staticmethod
+    def _check_writable(output: Path) -> None:
+        """Open `output` for appending (it is left as it was), so a path that cannot be
+        written is refused before the render, not after."""
+        existed = output.exists()
+        try:
+            output.open("ab").close()
+        except OSError as exc:
+            raise CommandError(f"Cannot write {output}: {exc.strerror}.") from None
+        if not existed:
+            output.unlink()
 
     def _render_to(
         self, generation: Generation, output: Path, show: Callable[[float], None]

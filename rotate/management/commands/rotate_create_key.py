@@ -38,17 +38,30 @@ class Command(BaseCommand):
     ) -> None:
         user_model = get_user_model()
         name = field_value(ApiKey, "name", name, "--name")
-        lookup = {user_model.USERNAME_FIELD: username}
-        try:
-            owner = user_model._default_manager.get(**lookup)
-        except user_model.DoesNotExist:
+        username = user_model.normalize_username(username)  # as login and the admin do (NFKC)
+        owner = user_model._default_manager.filter(**{user_model.USERNAME_FIELD: username}).first()
+        if owner is None:
             if not create_user:
                 raise CommandError(
                     f"User {username!r} does not exist (use --create-user to create it)."
-                ) from None
-            username = field_value(user_model, user_model.USERNAME_FIELD, username, "USERNAME")
-            owner = user_model._default_manager.create_user(**{user_model.USERNAME_FIELD: username})
-            self.stderr.write(f"Created user {username!r}.")
+                )
+            owner = self._user_create(username)
         api_key, raw_key = api_key_create(owner=owner, name=name)
         self.stderr.write(f"Created API key rp_{api_key.prefix}_… for {username!r}.")
         self.stdout.write(raw_key)
+
+    def _user_create(self, username: str) -> Any:
+        """A new user, refused as the admin's user form refuses it (characters, length, a
+        name that differs from an existing one only in case)."""
+        user_model = get_user_model()
+        username = field_value(user_model, user_model.USERNAME_FIELD, username, "USERNAME")
+        taken = user_model._default_manager.filter(
+            **{f"{user_model.USERNAME_FIELD}__iexact": username}
+        ).first()
+        if taken is not None:
+            raise CommandError(
+                f"User {taken.get_username()!r} exists: {username!r} differs only in case."
+            )
+        owner = user_model._default_manager.create_user(**{user_model.USERNAME_FIELD: username})
+        self.stderr.write(f"Created user {username!r}.")
+        return owner
