@@ -78,6 +78,7 @@ def renderer_get() -> Renderer:
     """The configured renderer, built from GENERATIONS["RENDERER"] and ["RENDERER_OPTIONS"]."""
     renderer_class = import_string(generations_settings.RENDERER)
     if not (isinstance(renderer_class, type) and issubclass(renderer_class, Renderer)):
-        raise TypeError(f"{generations_settings.RENDERER} is not a subclass of {Renderer}")
+        path = generations_settings.RENDERER
+        raise TypeError(f"{path} is not a subclass of generations.rendering.Renderer")
     renderer: Renderer = renderer_class(**generations_settings.RENDERER_OPTIONS)
     return renderer

@@ -7,13 +7,14 @@ import json
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dj_database_url
 from corsheaders.defaults import default_headers as default_cors_headers
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parents[2]
+Number = TypeVar("Number", int, float)
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -27,24 +28,16 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be a boolean, not {value!r}")
 
 
-def env_int(name: str, default: int) -> int:
+def env_number(name: str, default: Number, kind: type[Number]) -> Number:
+    """An int or a float from the environment; `default` when unset or empty."""
     value = os.environ.get(name)
     if value is None or value == "":
         return default
     try:
-        return int(value)
+        return kind(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
-
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+        what = "a whole number" if kind is int else "a number"
+        raise ImproperlyConfigured(f"{name} must be {what}, not {value!r}") from None
 
 
 def env_json_object(name: str) -> dict[str, Any]:
@@ -136,7 +129,7 @@ DATABASES = {
     # An empty DATABASE_URL means unset, like any other variable here.
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=env_int("CONN_MAX_AGE", 60),
+        conn_max_age=env_number("CONN_MAX_AGE", 60, int),
         conn_health_checks=True,
     )
 }
@@ -228,23 +221,25 @@ ROTATE = {
     # address nginx saw, from X-Forwarded-For. Comma-separated addresses or CIDRs.
     "TRUSTED_PROXIES": env_list("ROTATE_TRUSTED_PROXIES", ""),
 }
-_threads = env_int("GUNICORN_THREADS", 16)  # per worker: config/gunicorn.py
+_threads = env_number("GUNICORN_THREADS", 16, int)  # per worker: config/gunicorn.py
 GENERATIONS = {
     "STORAGE_ALIAS": "videos",
     "RETENTION": timedelta(hours=1),
     # Bytes per storage read under WSGI, when set; otherwise the app's default (4 MiB).
     **(
-        {"READ_CHUNK_SIZE": env_int("READ_CHUNK_SIZE", 0)}
+        {"READ_CHUNK_SIZE": env_number("READ_CHUNK_SIZE", 0, int)}
         if os.environ.get("READ_CHUNK_SIZE")
         else {}
     ),
     # Downloads one API key may stream at once (each holds a server thread); past it, 429.
-    "MAX_CONCURRENT_DOWNLOADS": env_int("MAX_CONCURRENT_DOWNLOADS", 8),
+    "MAX_CONCURRENT_DOWNLOADS": env_number("MAX_CONCURRENT_DOWNLOADS", 8, int),
     # Downloads and bulk creates one gunicorn worker runs at once: a quarter of its threads
     # (at least 2) stay free for other requests, whoever stops reading or stalls images.
-    "MAX_LONG_REQUESTS": env_int("MAX_LONG_REQUESTS", max(1, _threads - max(2, _threads // 4))),
+    "MAX_LONG_REQUESTS": env_number(
+        "MAX_LONG_REQUESTS", max(1, _threads - max(2, _threads // 4)), int
+    ),
     # Bulk creates one API key may run at once (each holds a thread while it fetches images).
-    "MAX_CONCURRENT_CREATES": env_int("MAX_CONCURRENT_CREATES", 2),
+    "MAX_CONCURRENT_CREATES": env_number("MAX_CONCURRENT_CREATES", 2, int),
     # Host names (comma-separated) whose image URLs skip the address check of bulk create
     # (a site's own asset server on a private network); everything else must be public.
     "INTAKE_ALLOWED_HOSTS": env_list("INTAKE_ALLOWED_HOSTS", ""),
@@ -267,8 +262,8 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any check
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_FAILURE_LIMIT = env_number("AXES_FAILURE_LIMIT", 5, int)
+AXES_COOLOFF_TIME = timedelta(minutes=env_number("AXES_COOLOFF_MINUTES", 15, int))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "rotate.client_address.client_address"
@@ -345,7 +340,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
     "CELERY_BEAT_SCHEDULE_FILENAME", str(BASE_DIR / "celerybeat-schedule")
 )
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-EXPIRY_SWEEP_INTERVAL = env_float("EXPIRY_SWEEP_INTERVAL", 60)
+EXPIRY_SWEEP_INTERVAL = env_number("EXPIRY_SWEEP_INTERVAL", 60.0, float)
 CELERY_BEAT_SCHEDULE = {
     "generations-expire": {
         "task": "generations.expire_generations",

@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from rotate.checks import secret_key_weakness
 
 from .base import *  # noqa: F403
-from .base import CACHES, REDIS_URL, SECRET_KEY, STORAGES, env_bool, env_int, env_list
+from .base import CACHES, REDIS_URL, SECRET_KEY, STORAGES, env_bool, env_list, env_number
 
 # gunicorn runs no system checks: what `check --deploy` calls an error (rotate.E003,
 # rotate.E004) must stop these settings from loading at all.
@@ -38,7 +38,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 # Probes talk plain HTTP to the container, not through the TLS proxy.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)
+SECURE_HSTS_SECONDS = env_number("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365, int)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SESSION_COOKIE_SECURE = True
