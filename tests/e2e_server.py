@@ -59,6 +59,20 @@ def manage(*args: str, env: dict[str, str]) -> str:
     return python("manage.py", *args, env=env)
 
 
+def manage_run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`manage.py *args` in the project with `env`, its exit status and output kept: for
+    tests of a command or settings that must fail."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
 def project_env(workdir: Path, **extra: str) -> dict[str, str]:
     """The environment of a reference-project process of its own: the local settings on a
     SQLite file and a media root (local storage) in `workdir`."""

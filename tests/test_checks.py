@@ -2,7 +2,6 @@
 
 import os
 import subprocess
-import sys
 import textwrap
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +13,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from rotate.checks import secret_key_weakness
+from tests.e2e_server import manage_run
 
 # Model checks reach the database on Django 6.1 (JSONField asks whether the backend
 # supports JSON), as `manage.py check` does.
@@ -382,15 +382,7 @@ def manage_py_check(tmp_path: Path, settings_source: str) -> subprocess.Complete
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
         "DJANGO_SETTINGS_MODULE": "miswired_settings",
     }
-    return subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    return manage_run("check", env=env)
 
 
 def test_checks_generations_e001_when_the_alias_is_wrong_at_startup(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import REQUIRE_SERVICES, require_executable
-from tests.e2e_server import nginx_site, start_nginx
+from tests.e2e_server import manage_run, nginx_site, start_nginx
 from tests.processes import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,18 +51,6 @@ def production_env(**overrides: str) -> dict[str, str]:
     return {key: value for key, value in env.items() if value != ""}
 
 
-def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize(
     "storage_env",
     [
@@ -77,7 +65,9 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     ids=["files", "s3"],
 )
 def test_deploy_check_is_clean_with_production_settings(storage_env):
-    result = manage("check", "--deploy", "--fail-level", "DEBUG", env=production_env(**storage_env))
+    result = manage_run(
+        "check", "--deploy", "--fail-level", "DEBUG", env=production_env(**storage_env)
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
@@ -86,14 +76,14 @@ def test_deploy_check_is_clean_with_production_settings(storage_env):
 def test_deploy_production_settings_refuse_to_load_without_redis():
     # gunicorn runs no system checks: the settings themselves refuse a cache that is not
     # shared by every process (the throttle and download slots count there).
-    result = manage("check", env=production_env(REDIS_URL=""))
+    result = manage_run("check", env=production_env(REDIS_URL=""))
 
     assert result.returncode != 0
     assert "REDIS_URL must be set in production" in result.stderr
 
 
 def test_deploy_production_settings_require_a_secret_key():
-    result = manage("check", env=production_env(SECRET_KEY=""))
+    result = manage_run("check", env=production_env(SECRET_KEY=""))
 
     assert result.returncode != 0
     assert "SECRET_KEY must be set in production" in result.stderr
@@ -111,7 +101,7 @@ def test_deploy_production_settings_require_a_secret_key():
     ids=["local", "sample", "django-insecure", "short", "repetitive"],
 )
 def test_deploy_production_settings_refuse_a_weak_secret_key(secret_key):
-    result = manage("check", env=production_env(SECRET_KEY=secret_key))
+    result = manage_run("check", env=production_env(SECRET_KEY=secret_key))
 
     assert result.returncode != 0
     assert "SECRET_KEY is not a secret" in result.stderr
@@ -347,7 +337,7 @@ def test_deploy_production_server_behind_the_sample_nginx_answers_probes(tmp_pat
         stdout=subprocess.DEVNULL,
     )
     wait_for_port(redis_port, redis)
-    assert manage("migrate", "--noinput", env=env).returncode == 0
+    assert manage_run("migrate", "--noinput", env=env).returncode == 0
     gunicorn = subprocess.Popen(
         [
             *(sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py"),

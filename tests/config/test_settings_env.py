@@ -2,12 +2,10 @@
 (ImproperlyConfigured), instead of a bare ValueError or JSONDecodeError."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.e2e_server import ROOT
+from tests.e2e_server import manage, manage_run
 
 
 @pytest.mark.parametrize(
@@ -23,15 +21,7 @@ from tests.e2e_server import ROOT
 def test_a_malformed_variable_is_named(name, value, message):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", name: value}
 
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = manage_run("check", env=env)
 
     assert result.returncode != 0
     assert f"django.core.exceptions.ImproperlyConfigured: {message}" in result.stderr
@@ -45,14 +35,4 @@ def test_renderer_options_from_the_environment_reach_the_settings():
     }
     code = "from django.conf import settings; print(settings.GENERATIONS['RENDERER_OPTIONS'])"
 
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-
-    assert result.stdout.splitlines()[-1] == "{'seconds': 2}"
+    assert manage("shell", "-c", code, env=env).splitlines()[-1] == "{'seconds': 2}"
